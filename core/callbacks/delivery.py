@@ -1,0 +1,294 @@
+"""Deliver events to one plugin: inline on the caller's thread, or through a bounded queue to the
+plugin's own worker thread. Every handler call is isolated: its exception is logged (rate-limited)
+and counted, never passed to the application."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+
+__all__ = ["DeliveryMode", "HandlerError", "OverflowPolicy", "PluginChannel"]
+
+logger = logging.getLogger(__name__)
+
+DeliveryMode = Literal["inline", "background"]
+OverflowPolicy = Literal["drop_newest", "drop_oldest"]
+
+Calls = tuple[tuple[str, Callable[..., Any]], ...]
+"""The (hook name, function) pairs of one plugin for one kind of event, in call order."""
+
+_LOG_EVERY_S = 10.0
+_STUCK_AFTER_S = 5.0
+_LINGER_S = 0.05
+_IDLE_ROUNDS_BEFORE_SLEEP = 20
+
+
+class HandlerError(RuntimeError):
+    """Raised in strict mode (``CALLBACKS_STRICT=1``) when a plugin's hook raised."""
+
+    def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
+        super().__init__(f"plugin {plugin!r} raised in {hook}: {error!r}")
+        self.plugin = plugin
+        self.hook = hook
+        self.error = error
+
+
+class _Control:
+    """A queue item that runs on the worker, after every item queued before it."""
+
+    __slots__ = ("action", "done")
+
+    def __init__(self, action: Callable[[], Any] | None) -> None:
+        self.action = action
+        self.done = threading.Event()
+
+
+_STOP = object()
+_channels: weakref.WeakSet[PluginChannel] = weakref.WeakSet()
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    # itertools.count increments atomically under the GIL; __reduce__ reads it without consuming.
+    return int(counter.__reduce__()[1][0])  # type: ignore[index]
+
+
+class PluginChannel:
+    """The delivery path to one registered plugin, with its counters."""
+
+    def __init__(
+        self,
+        name: str,
+        plugin: object,
+        mode: DeliveryMode,
+        *,
+        queue_size: int = 16384,
+        overflow: OverflowPolicy = "drop_newest",
+        strict: bool = False,
+    ) -> None:
+        self.name = name
+        self.plugin = plugin
+        self.mode = mode
+        self.queue_size = queue_size
+        self.overflow = overflow
+        self.strict = strict
+        self._lock = threading.Lock()
+        self._delivered = itertools.count()
+        self.errors = 0
+        self.dropped = 0
+        self.errors_by_hook: dict[str, int] = {}
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._pending_strict: HandlerError | None = None
+        self._closed = False
+        if mode == "background":
+            self._start_worker()
+            _channels.add(self)
+
+    # -- calling hooks -----------------------------------------------------------------------
+
+    def call(self, calls: Calls, arg: Any) -> None:
+        """Run ``calls`` with ``arg`` here and now, isolating each one."""
+        for hook, fn in calls:
+            try:
+                fn(arg)
+            except Exception as error:
+                self.record_error(hook, error)
+        next(self._delivered)
+
+    def call_hook(self, hook: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        """Run one lifecycle hook with keyword arguments, isolated like an event hook."""
+        try:
+            return fn(**kwargs)
+        except Exception as error:
+            self.record_error(hook, error)
+            return None
+
+    def record_error(self, hook: str, error: BaseException) -> None:
+        """Count and log (at most every 10 s per hook) an exception raised by this plugin."""
+        now = time.monotonic()
+        with self._lock:
+            self.errors += 1
+            self.errors_by_hook[hook] = self.errors_by_hook.get(hook, 0) + 1
+            last = self._last_log.get(hook)
+            should_log = last is None or now - last >= _LOG_EVERY_S
+            if should_log:
+                self._last_log[hook] = now
+                suppressed = self._suppressed.pop(hook, 0)
+            else:
+                self._suppressed[hook] = self._suppressed.get(hook, 0) + 1
+        if should_log:
+            more = f" ({suppressed} similar errors since the last report)" if suppressed else ""
+            logger.error(
+                "callbacks plugin %r raised in %s: %r%s",
+                self.name,
+                hook,
+                error,
+                more,
+                exc_info=(type(error), error, error.__traceback__),
+            )
+        if self.strict:
+            if threading.current_thread() is not getattr(self, "_thread", None):
+                raise error
+            self._pending_strict = HandlerError(self.name, hook, error)
+
+    def raise_pending_strict_error(self) -> None:
+        """In strict mode, raise (once) a :class:`HandlerError` for an error that a background hook
+    raised on the worker."""
+        error, self._pending_strict = self._pending_strict, None
+        if error is not None:
+            raise error
+
+    # -- background queue --------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        self._queue: deque[Any] = deque()
+        self._wakeup = threading.Event()
+        self._sleeping = False
+        self._signal_at = max(1, self.queue_size // 8)
+        self._busy_since = 0.0
+        self._busy_hook = ""
+        self._stopped = threading.Event()
+        self._pid = os.getpid()
+        self._thread = threading.Thread(
+            target=self._run, name=f"callbacks-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, calls: Calls, arg: Any) -> None:
+        """Queue ``calls`` with ``arg`` for the worker. Never blocks; drops (counted) when full."""
+        queue = self._queue
+        if len(queue) >= self.queue_size:
+            if self.overflow == "drop_newest" or self._closed:
+                self._count_drop()
+                return
+            try:
+                queue.popleft()
+            except IndexError:
+                pass
+            else:
+                self._count_drop()
+        queue.append((calls, arg))
+        if (self._sleeping or len(queue) >= self._signal_at) and not self._wakeup.is_set():
+            self._sleeping = False
+            self._wakeup.set()
+
+    def _count_drop(self) -> None:
+        with self._lock:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        queue = self._queue
+        wakeup = self._wakeup
+        idle_rounds = 0
+        while True:
+            try:
+                item = queue.popleft()
+            except IndexError:
+                idle_rounds += 1
+                self._sleeping = idle_rounds >= _IDLE_ROUNDS_BEFORE_SLEEP
+                if queue:  # an item arrived before the producer could see _sleeping
+                    continue
+                wakeup.wait(None if self._sleeping else _LINGER_S)
+                wakeup.clear()
+                continue
+            idle_rounds = 0
+            if item is _STOP:
+                self._stopped.set()
+                return
+            if isinstance(item, _Control):
+                if item.action is not None:
+                    self._busy_since = time.monotonic()
+                    try:
+                        item.action()
+                    finally:
+                        self._busy_since = 0.0
+                item.done.set()
+                continue
+            calls, arg = item
+            self._busy_since = time.monotonic()
+            self.call(calls, arg)
+            self._busy_since = 0.0
+
+    def run_on_worker(self, action: Callable[[], Any] | None, timeout: float) -> bool:
+        """Run ``action`` on this plugin's thread after everything queued so far; wait at most
+        ``timeout`` seconds. Inline plugins run it here. Returns False on time-out."""
+        if self.mode == "inline":
+            if action is not None:
+                action()
+            return True
+        if not self._thread.is_alive():
+            return False
+        control = _Control(action)
+        self._queue.append(control)
+        self._sleeping = False
+        self._wakeup.set()
+        return control.done.wait(timeout)
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the worker after the queue drains; False if it did not stop in ``timeout``."""
+        self._closed = True
+        if self.mode == "inline":
+            return True
+        self._queue.append(_STOP)
+        self._sleeping = False
+        self._wakeup.set()
+        self._thread.join(max(0.0, timeout))
+        return not self._thread.is_alive()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def delivered(self) -> int:
+        """Events (and traces) handed to this plugin's hooks."""
+        return _count_value(self._delivered)
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting for the worker."""
+        return len(self._queue) if self.mode == "background" else 0
+
+    @property
+    def stuck(self) -> bool:
+        """True when one hook call has been running for more than 5 seconds, or the worker
+        did not stop when asked."""
+        if self.mode != "background":
+            return False
+        busy = self._busy_since
+        if busy and time.monotonic() - busy > _STUCK_AFTER_S:
+            return True
+        return self._closed and self._thread.is_alive() and not self._stopped.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for this plugin."""
+        return {
+            "mode": self.mode,
+            "delivered": self.delivered,
+            "errors": self.errors,
+            "errors_by_hook": dict(self.errors_by_hook),
+            "dropped": self.dropped,
+            "queue_depth": self.queue_depth,
+            "stuck": self.stuck,
+        }
+
+    def _reinit_after_fork(self) -> None:
+        # Items queued before the fork belong to the parent, which delivers them.
+        self._lock = threading.Lock()
+        self._closed = False
+        if self.mode == "background":
+            self._start_worker()
+
+
+def _after_fork_in_child() -> None:
+    for channel in list(_channels):
+        channel._reinit_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

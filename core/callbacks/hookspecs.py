@@ -1,0 +1,226 @@
+"""Hook specifications: the plugin author's manual.
+
+A plugin implements any of these with ``@callbacks.hookimpl`` and is registered through the
+``callbacks`` entry-point group (or ``CallbackManager.register``). Implement only what you need:
+the host skips building events that nobody listens to.
+
+Every event hook takes one argument, ``event`` (a :class:`callbacks.Event`). For a background
+plugin (the default, see ``callbacks_delivery``) hooks run on the plugin's own worker thread, in
+the order the events were emitted; for an inline plugin they run on the caller's thread and must be
+cheap. Whatever a hook returns is ignored, and whatever it raises is logged and counted, never
+passed to the application.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .events import Event
+    from .manager import CallbackManager
+    from .trace import Trace
+
+PROJECT_NAME = "callbacks"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marks a hook specification of the ``callbacks`` project."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin function or method as an implementation of a ``callbacks`` hook."""
+
+
+# -- generic event and trace hooks -------------------------------------------------------------
+
+
+@hookspec
+def on_event_start(event: Event) -> None:
+    """Any event started. Runs after the type-specific ``on_<type>_start`` of the same plugin."""
+
+
+@hookspec
+def on_event_end(event: Event) -> None:
+    """Any event ended (also a failed or abandoned one: see ``event.exception``)."""
+
+
+@hookspec
+def on_trace_start(trace: Trace) -> None:
+    """A trace (one query, one agent run...) started. Its events follow."""
+
+
+@hookspec
+def on_trace_end(trace: Trace) -> None:
+    """A trace ended. ``trace.trace_map``, counts and durations are final."""
+
+
+# -- lifecycle hooks ---------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def callbacks_settings() -> type[BaseModel] | None:
+    """Return the pydantic model of this plugin's settings section (``[<name>]`` in TOML,
+    ``CALLBACKS_<NAME>__<KEY>`` in the environment). It is validated before any event flows."""
+
+
+@hookspec
+def callbacks_configure(settings: Any, manager: CallbackManager) -> None:
+    """Receive this plugin's validated settings (an instance of the model from
+    ``callbacks_settings``, or ``None``) and the manager, once, before any event is delivered."""
+
+
+@hookspec
+def callbacks_flush(timeout: float) -> None:
+    """Push out anything buffered. For a background plugin it runs on the worker, after every
+    event emitted before ``CallbackManager.flush`` was called."""
+
+
+@hookspec
+def callbacks_shutdown(timeout: float) -> None:
+    """Flush and release resources (close runs, exporters, files). Called once, at
+    ``CallbackManager.shutdown`` or at interpreter exit."""
+
+
+# -- one start and one end hook per event type ---------------------------------------------------
+
+
+@hookspec
+def on_chunking_start(event: Event) -> None:
+    """Start: text is split into chunks."""
+
+
+@hookspec
+def on_chunking_end(event: Event) -> None:
+    """End: text is split into chunks."""
+
+
+@hookspec
+def on_node_parsing_start(event: Event) -> None:
+    """Start: documents are parsed into nodes."""
+
+
+@hookspec
+def on_node_parsing_end(event: Event) -> None:
+    """End: documents are parsed into nodes."""
+
+
+@hookspec
+def on_embedding_start(event: Event) -> None:
+    """Start: texts are embedded."""
+
+
+@hookspec
+def on_embedding_end(event: Event) -> None:
+    """End: texts are embedded."""
+
+
+@hookspec
+def on_llm_start(event: Event) -> None:
+    """Start: an LLM is called."""
+
+
+@hookspec
+def on_llm_end(event: Event) -> None:
+    """End: an LLM is called."""
+
+
+@hookspec
+def on_query_start(event: Event) -> None:
+    """Start: a query runs end to end."""
+
+
+@hookspec
+def on_query_end(event: Event) -> None:
+    """End: a query runs end to end."""
+
+
+@hookspec
+def on_retrieve_start(event: Event) -> None:
+    """Start: nodes are retrieved for a query."""
+
+
+@hookspec
+def on_retrieve_end(event: Event) -> None:
+    """End: nodes are retrieved for a query."""
+
+
+@hookspec
+def on_synthesize_start(event: Event) -> None:
+    """Start: a response is synthesized from nodes."""
+
+
+@hookspec
+def on_synthesize_end(event: Event) -> None:
+    """End: a response is synthesized from nodes."""
+
+
+@hookspec
+def on_tree_start(event: Event) -> None:
+    """Start: a tree summary is built."""
+
+
+@hookspec
+def on_tree_end(event: Event) -> None:
+    """End: a tree summary is built."""
+
+
+@hookspec
+def on_sub_question_start(event: Event) -> None:
+    """Start: a sub-question is generated and answered."""
+
+
+@hookspec
+def on_sub_question_end(event: Event) -> None:
+    """End: a sub-question is generated and answered."""
+
+
+@hookspec
+def on_templating_start(event: Event) -> None:
+    """Start: a prompt template is formatted."""
+
+
+@hookspec
+def on_templating_end(event: Event) -> None:
+    """End: a prompt template is formatted."""
+
+
+@hookspec
+def on_function_call_start(event: Event) -> None:
+    """Start: a tool (function) is called."""
+
+
+@hookspec
+def on_function_call_end(event: Event) -> None:
+    """End: a tool (function) is called."""
+
+
+@hookspec
+def on_reranking_start(event: Event) -> None:
+    """Start: retrieved nodes are reranked."""
+
+
+@hookspec
+def on_reranking_end(event: Event) -> None:
+    """End: retrieved nodes are reranked."""
+
+
+@hookspec
+def on_exception_start(event: Event) -> None:
+    """Start: an exception is reported as an event."""
+
+
+@hookspec
+def on_exception_end(event: Event) -> None:
+    """End: an exception is reported as an event."""
+
+
+@hookspec
+def on_agent_step_start(event: Event) -> None:
+    """Start: an agent takes a step."""
+
+
+@hookspec
+def on_agent_step_end(event: Event) -> None:
+    """End: an agent takes a step."""

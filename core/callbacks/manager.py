@@ -1,0 +1,684 @@
+"""The :class:`CallbackManager`: times events, keeps each trace's map, and hands events to plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import itertools
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .config import Config, ConfigError, HostSettings, load_config
+from .delivery import Calls, DeliveryMode, PluginChannel
+from .events import (
+    EMPTY_PAYLOAD,
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    ROOT,
+    Event,
+    EventAbandoned,
+    EventPhase,
+    EventType,
+)
+from .plugins import InstalledPlugin, discover, instantiate, select
+from .trace import Trace
+from .tracing import EventScope, NOOP_SCOPE, TraceScope, traced_function
+
+__all__ = ["CallbackManager"]
+
+logger = logging.getLogger(__name__)
+
+_START = EventPhase.START
+_END = EventPhase.END
+_monotonic_ns = time.monotonic_ns
+_get_ident = threading.get_ident
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+_HIDDEN = "<hidden>"
+_MAX_PENDING = 100_000
+
+Route = tuple[
+    tuple[tuple[PluginChannel, Calls], ...],
+    tuple[tuple[PluginChannel, Calls], ...],
+]
+"""(inline deliveries, background deliveries) for one kind of event."""
+
+_EMPTY_ROUTE: Route = ((), ())
+_id_prefix = ""
+_id_counter = itertools.count(1)
+_managers: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
+
+
+def _reseed_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = f"{random.getrandbits(48):012x}-"
+    _id_counter = itertools.count(1)
+
+
+_reseed_ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def _new_event_id() -> str:
+    return f"{_id_prefix}{next(_id_counter):x}"
+
+
+def _task_name() -> str | None:
+    loop = _get_running_loop()
+    if loop is None:
+        return None
+    task = _current_task(loop)
+    return task.get_name() if task is not None else None
+
+
+class _Live:
+    """An event that started and has not ended yet."""
+
+    __slots__ = ("start", "trace", "implicit_trace", "previous_frame")
+
+    def __init__(self, start: Event, trace: Trace, implicit_trace: bool, previous_frame: Any) -> None:
+        self.start = start
+        self.trace = trace
+        self.implicit_trace = implicit_trace
+        self.previous_frame = previous_frame
+
+
+class CallbackManager:
+    """Times and counts events, keeps one trace map per trace, and delivers events to plugins.
+
+    ``plugins`` are registered as given (objects, modules or classes). With
+    ``load_entrypoints=True`` the installed plugins of the ``callbacks`` entry-point group are
+    loaded too, as selected by the configuration. ``config`` holds settings given in code, the
+    highest-priority source (host keys, and one mapping per plugin section).
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        load_entrypoints: bool = False,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config: Config = load_config(config)
+        self.settings: HostSettings = self.config.host
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self._channels: dict[str, PluginChannel] = {}
+        self._routes: dict[EventType, tuple[Route, Route] | None] = dict.fromkeys(EventType)
+        self._trace_routes: tuple[Route, Route] = (_EMPTY_ROUTE, _EMPTY_ROUTE)
+        self._frame: contextvars.ContextVar[tuple[Trace, str] | None] = contextvars.ContextVar(
+            "callbacks_frame", default=None
+        )
+        self._pending: dict[str, _Live] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._masking = bool(
+            self.settings.hide_inputs or self.settings.hide_outputs or self.settings.max_payload_chars
+        )
+        self._host_counts = {"unmatched_ends": 0, "abandoned": 0, "traces": 0, "sampled_out": 0}
+        self.installed: list[InstalledPlugin] = []
+        for plugin in plugins:
+            self.register(plugin)
+        if load_entrypoints:
+            self._load_entrypoints()
+        _managers.add(self)
+
+    # -- plugins -------------------------------------------------------------------------------
+
+    @property
+    def pluginmanager(self) -> pluggy.PluginManager:
+        """The underlying pluggy ``PluginManager`` (hook specs, registrations, blocking)."""
+        return self._pm
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object, module or class (instantiated with no arguments); validate its
+        hooks and its settings, configure it, and start delivering events to it. Returns its name.
+
+        Raises ``pluggy.PluginValidationError`` for a bad hook and :class:`ConfigError` for bad
+        settings; the plugin is then not registered.
+        """
+        plugin = instantiate(plugin)
+        mode = getattr(plugin, "callbacks_delivery", "background")
+        if mode not in ("inline", "background"):
+            raise ConfigError(
+                f"plugin {name or plugin!r} has callbacks_delivery={mode!r}; "
+                f"expected 'inline' or 'background'"
+            )
+        with self._lock:
+            name = self._unique_name(name or self._default_name(plugin))
+            self._pm.register(plugin, name)
+            try:
+                self._pm.check_pending()
+                settings = self._plugin_settings(name, plugin)
+            except Exception:
+                self._pm.unregister(plugin, name)
+                raise
+            channel = PluginChannel(
+                name,
+                plugin,
+                mode,  # type: ignore[arg-type]
+                queue_size=self.settings.queue_size,
+                overflow=self.settings.overflow,
+                strict=self.settings.strict,
+            )
+            configure = self._impl(plugin, "callbacks_configure")
+            if configure is not None:
+                channel.call_hook("callbacks_configure", configure, settings=settings, manager=self)
+            self._channels[name] = channel
+            self._rebuild_routes()
+        return name
+
+    def unregister(self, name_or_plugin: str | object, timeout: float = 5.0) -> object | None:
+        """Shut a plugin down (its ``callbacks_shutdown`` runs, its queue drains for at most
+        ``timeout`` seconds) and stop delivering to it. Returns the plugin object."""
+        with self._lock:
+            channel = self._find_channel(name_or_plugin)
+            if channel is None:
+                return None
+            del self._channels[channel.name]
+            self._rebuild_routes()
+            self._pm.unregister(channel.plugin, channel.name)
+        self._shutdown_channel(channel, time.monotonic() + timeout, timeout)
+        return channel.plugin
+
+    def get_plugin(self, name: str) -> Any:
+        """The registered plugin object called ``name``, or ``None``."""
+        channel = self._channels.get(name)
+        return channel.plugin if channel is not None else None
+
+    def list_plugins(self) -> dict[str, object]:
+        """``{name: plugin}`` for every registered plugin."""
+        return {name: channel.plugin for name, channel in self._channels.items()}
+
+    def delivery_mode(self, name: str) -> DeliveryMode:
+        """``"inline"`` or ``"background"`` for a registered plugin."""
+        return self._channels[name].mode
+
+    def hooks_of(self, name: str) -> list[str]:
+        """The hook names a registered plugin implements."""
+        plugin = self._channels[name].plugin
+        return sorted(caller.name for caller in self._pm.get_hookcallers(plugin) or ())
+
+    def _load_entrypoints(self) -> None:
+        self.installed = discover()
+        origin = self.config.host_origins.get("plugins")
+        select(self.installed, self.settings, origin.describe() if origin is not None else "")
+        for entry in self.installed:
+            if not entry.active:
+                continue
+            try:
+                self.register(entry.load(), entry.name)
+            except ConfigError:
+                raise
+            except Exception as error:
+                entry.active = False
+                entry.reason = "failed to load"
+                entry.error = f"{type(error).__name__}: {error}"
+                logger.error("callbacks plugin %r failed to load: %s", entry.name, entry.error)
+
+    @staticmethod
+    def _default_name(plugin: object) -> str:
+        explicit = getattr(plugin, "callbacks_name", None)
+        if isinstance(explicit, str):
+            return explicit
+        if isinstance(plugin, ModuleType):
+            return plugin.__name__
+        return type(plugin).__name__
+
+    def _unique_name(self, name: str) -> str:
+        candidate, n = name, 1
+        while candidate in self._channels or self._pm.has_plugin(candidate):
+            n += 1
+            candidate = f"{name}-{n}"
+        return candidate
+
+    def _find_channel(self, name_or_plugin: str | object) -> PluginChannel | None:
+        if isinstance(name_or_plugin, str) and name_or_plugin in self._channels:
+            return self._channels[name_or_plugin]
+        for channel in self._channels.values():
+            if channel.plugin is name_or_plugin:
+                return channel
+        return None
+
+    def _impl(self, plugin: object, hook_name: str) -> Callable[..., Any] | None:
+        caller = getattr(self._pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin:
+                return impl.function  # type: ignore[no-any-return]
+        return None
+
+    def _plugin_settings(self, name: str, plugin: object) -> Any:
+        declare = self._impl(plugin, "callbacks_settings")
+        model = declare() if declare is not None else None
+        return self.config.settings_for(name, model)
+
+    def settings_model(self, name: str) -> Any:
+        """The settings model a registered plugin declares, or ``None``."""
+        declare = self._impl(self._channels[name].plugin, "callbacks_settings")
+        return declare() if declare is not None else None
+
+    def _rebuild_routes(self) -> None:
+        functions: dict[str, dict[str, Callable[..., Any]]] = {}
+        for channel in self._channels.values():
+            functions[channel.name] = {}
+        for hook_name in dir(self._pm.hook):
+            caller = getattr(self._pm.hook, hook_name)
+            if not isinstance(caller, pluggy.HookCaller):
+                continue
+            for impl in caller.get_hookimpls():
+                for channel in self._channels.values():
+                    if impl.plugin is channel.plugin:
+                        functions[channel.name][hook_name] = impl.function
+
+        def route(*hook_names: str) -> Route:
+            inline: list[tuple[PluginChannel, Calls]] = []
+            background: list[tuple[PluginChannel, Calls]] = []
+            for channel in self._channels.values():
+                fns = functions[channel.name]
+                calls = tuple((h, fns[h]) for h in hook_names if h in fns)
+                if calls:
+                    (inline if channel.mode == "inline" else background).append((channel, calls))
+            return tuple(inline), tuple(background)
+
+        trace_routes = (route("on_trace_start"), route("on_trace_end"))
+        traces_heard = trace_routes != (_EMPTY_ROUTE, _EMPTY_ROUTE)
+        routes: dict[EventType, tuple[Route, Route] | None] = {}
+        for event_type in EventType:
+            start = route(f"on_{event_type.value}_start", "on_event_start")
+            end = route(f"on_{event_type.value}_end", "on_event_end")
+            heard = traces_heard or start != _EMPTY_ROUTE or end != _EMPTY_ROUTE
+            routes[event_type] = (start, end) if heard and not self._closed else None
+        self._routes = routes
+        self._trace_routes = trace_routes
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _deliver(route: Route, item: Any) -> None:
+        inline, background = route
+        for channel, calls in inline:
+            channel.call(calls, item)
+        for channel, calls in background:
+            channel.submit(calls, item)
+
+    def _freeze(self, payload: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        if not payload:
+            return EMPTY_PAYLOAD
+        if not self._masking:
+            return MappingProxyType(dict(payload))
+        settings = self.settings
+        limit = settings.max_payload_chars
+        frozen: dict[str, Any] = {}
+        for key, value in payload.items():
+            if (settings.hide_inputs and key in INPUT_KEYS) or (
+                settings.hide_outputs and key in OUTPUT_KEYS
+            ):
+                value = _HIDDEN
+            elif limit is not None:
+                value = _truncate(value, limit)
+            frozen[key] = value
+        return MappingProxyType(frozen)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def event(
+        self,
+        event_type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        event_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> EventScope:
+        """A context manager for one event: it starts on entry and ends on exit, with the
+        exception attached if the block raised. Call ``scope.on_end(payload=...)`` inside the
+        block to set the end payload. When no plugin listens, this costs next to nothing."""
+        if self._routes[event_type] is None:
+            return NOOP_SCOPE
+        return EventScope(self, event_type, payload, event_id, parent_id)
+
+    def on_event_start(
+        self,
+        event_type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        event_id: str | None = None,
+        parent_id: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Start an event (LlamaIndex style); later events in this context nest under it until
+        :meth:`on_event_end`. Returns the event id."""
+        event_id = event_id or _new_event_id()
+        if self._routes[event_type] is None:
+            return event_id
+        try:
+            live = self._begin(event_type, payload, event_id, parent_id)
+            if live is None:
+                return event_id
+            live.previous_frame = self._frame.get()
+            self._frame.set((live.trace, event_id))
+            pending = self._pending
+            pending[event_id] = live
+            if len(pending) > _MAX_PENDING:
+                oldest = next(iter(pending))
+                self._abandon(pending.pop(oldest))
+        except Exception:
+            logger.exception("callbacks: on_event_start failed")
+        return event_id
+
+    def on_event_end(
+        self,
+        event_type: EventType,
+        payload: Mapping[str, Any] | None = None,
+        event_id: str | None = None,
+        exception: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """End an event started with :meth:`on_event_start`. An unknown id is counted and ignored."""
+        live = self._pending.pop(event_id, None) if event_id is not None else None
+        if live is None:
+            if self._routes[event_type] is not None:
+                self._host_counts["unmatched_ends"] += 1
+            return
+        try:
+            frame = self._frame.get()
+            if frame is not None and frame[1] == event_id:
+                self._frame.set(live.previous_frame)
+            self._finish(live, payload, exception)
+        except Exception:
+            logger.exception("callbacks: on_event_end failed")
+
+    def _begin(
+        self,
+        event_type: EventType,
+        payload: Mapping[str, Any] | None,
+        event_id: str | None,
+        parent_id: str | None,
+    ) -> _Live | None:
+        """Start an event without touching the context; ``None`` when the trace is sampled out."""
+        routes = self._routes[event_type]
+        if routes is None:
+            return None
+        frame = self._frame.get()
+        implicit = False
+        if frame is None or frame[0].end_time_ns is not None:
+            trace = self._open_trace(event_type.value, implicit=True)
+            parent = ROOT
+            implicit = True
+        else:
+            trace, parent = frame
+        if parent_id is not None:
+            parent = parent_id
+        if not trace.sampled:
+            return _Live(None, trace, implicit, None) if implicit else None  # type: ignore[arg-type]
+        event_id = event_id or _new_event_id()
+        start = Event(
+            event_id,
+            event_type,
+            _START,
+            trace.id,
+            parent,
+            _monotonic_ns(),
+            self._freeze(payload),
+            None,
+            None,
+            _get_ident(),
+            _task_name(),
+        )
+        trace._map.setdefault(parent, []).append(event_id)
+        trace._open[event_id] = start
+        self._deliver(routes[0], start)
+        return _Live(start, trace, implicit, None)
+
+    def _finish(
+        self,
+        live: _Live,
+        payload: Mapping[str, Any] | None,
+        exception: BaseException | None,
+    ) -> None:
+        start = live.start
+        trace = live.trace
+        if start is not None and trace._open.pop(start.id, None) is not None:
+            now = _monotonic_ns()
+            duration = now - start.time_ns
+            end = Event(
+                start.id,
+                start.type,
+                _END,
+                start.trace_id,
+                start.parent_id,
+                now,
+                self._freeze(payload),
+                duration,
+                exception,
+                _get_ident(),
+                _task_name(),
+            )
+            trace._durations.setdefault(start.type, []).append(duration)
+            routes = self._routes[start.type]
+            if routes is not None:
+                self._deliver(routes[1], end)
+        if live.implicit_trace:
+            self._close_trace(trace)
+
+    def _abandon(self, live: _Live) -> None:
+        start = live.start
+        trace = live.trace
+        if start is None or trace._open.pop(start.id, None) is None:
+            return
+        self._host_counts["abandoned"] += 1
+        now = _monotonic_ns()
+        duration = now - start.time_ns
+        end = Event(
+            start.id,
+            start.type,
+            _END,
+            start.trace_id,
+            start.parent_id,
+            now,
+            EMPTY_PAYLOAD,
+            duration,
+            EventAbandoned(f"{start.type.value} event {start.id} never ended"),
+            _get_ident(),
+            None,
+        )
+        trace._durations.setdefault(start.type, []).append(duration)
+        routes = self._routes[start.type]
+        if routes is not None:
+            self._deliver(routes[1], end)
+
+    # -- traces --------------------------------------------------------------------------------
+
+    def _open_trace(self, name: str, *, implicit: bool, trace_id: str | None = None) -> Trace:
+        rate = self.settings.sample_rate
+        sampled = rate >= 1.0 or random.random() < rate
+        trace = Trace(
+            name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled
+        )
+        self._host_counts["traces"] += 1
+        if sampled:
+            self._deliver(self._trace_routes[0], trace)
+        else:
+            self._host_counts["sampled_out"] += 1
+        return trace
+
+    def _close_trace(self, trace: Trace) -> None:
+        if trace.end_time_ns is not None:
+            return
+        if trace._open:
+            for event_id in list(trace._open):
+                live = self._pending.pop(event_id, None)
+                start = trace._open.get(event_id)
+                if start is not None:
+                    self._abandon(live or _Live(start, trace, False, None))
+        trace.end_time_ns = _monotonic_ns()
+        if trace.sampled:
+            self._deliver(self._trace_routes[1], trace)
+
+    def as_trace(self, name: str = "trace", *, trace_id: str | None = None) -> TraceScope:
+        """A context manager for one trace; it yields the :class:`Trace`. Inside an active trace
+        it joins that trace instead of starting another (as LlamaIndex does)."""
+        return TraceScope(self, name, trace_id)
+
+    def start_trace(self, name: str | None = None, *, trace_id: str | None = None) -> Trace:
+        """Start a trace in the current context (LlamaIndex style); nested calls are counted and
+        only the outermost starts a trace. Pair with :meth:`end_trace`."""
+        frame = self._frame.get()
+        if frame is not None and frame[0].end_time_ns is None and not frame[0].implicit:
+            trace = frame[0]
+            trace._nesting += 1
+            return trace
+        trace = self._open_trace(name or "trace", implicit=False, trace_id=trace_id)
+        trace._previous_frame = frame
+        trace._nesting = 1
+        self._frame.set((trace, ROOT))
+        return trace
+
+    def end_trace(self, name: str | None = None, trace_map: Any = None) -> Trace | None:
+        """End the trace started by :meth:`start_trace` in this context (the outermost call ends it).
+        Returns the trace, or ``None`` when no trace is active."""
+        frame = self._frame.get()
+        if frame is None or frame[0].end_time_ns is not None:
+            return None
+        trace = frame[0]
+        trace._nesting -= 1
+        if trace._nesting > 0:
+            return trace
+        self._frame.set(trace._previous_frame)
+        self._close_trace(trace)
+        return trace
+
+    def current_trace(self) -> Trace | None:
+        """The trace active in this context, if any."""
+        frame = self._frame.get()
+        return frame[0] if frame is not None and frame[0].end_time_ns is None else None
+
+    def current_event_id(self) -> str | None:
+        """The id of the innermost running event in this context, if any."""
+        frame = self._frame.get()
+        return frame[1] if frame is not None and frame[1] != ROOT else None
+
+    def traced(
+        self,
+        event_type: EventType,
+        *,
+        payload: Callable[..., Mapping[str, Any]] | None = None,
+        output_key: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorate a function (sync, async, generator or async generator) so each call is one
+        event of ``event_type``. ``payload(*args, **kwargs)`` builds the start payload (default:
+        the first argument under the type's usual input key); the result goes under
+        ``output_key`` (default: the type's usual output key). A stream's event ends when the
+        stream is exhausted or closed."""
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return traced_function(lambda: self, fn, event_type, payload, output_key)
+
+        return decorate
+
+    # -- flush, shutdown, stats ----------------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0, *, plugin: str | None = None) -> bool:
+        """Wait until every event emitted so far has been handled (by ``plugin`` only, if
+        named) and run the plugins' ``callbacks_flush``. Returns False if ``timeout`` ran out.
+        In strict mode, raises the first error a background hook raised."""
+        deadline = time.monotonic() + timeout
+        channels = [self._channels[plugin]] if plugin is not None else list(self._channels.values())
+        ok = True
+        for channel in channels:
+            if threading.current_thread() is getattr(channel, "_thread", None):
+                continue
+            remaining = max(0.0, deadline - time.monotonic())
+            fn = self._impl(channel.plugin, "callbacks_flush")
+            action = (
+                (lambda c=channel, f=fn, r=remaining: c.call_hook("callbacks_flush", f, timeout=r))
+                if fn is not None
+                else None
+            )
+            ok = channel.run_on_worker(action, remaining) and ok
+        for channel in channels:
+            channel.raise_pending_strict_error()
+        return ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and stop every plugin within ``timeout`` seconds (default: the
+        ``shutdown_timeout`` setting). Warns about drops, errors and stuck plugins. Idempotent;
+        events after shutdown are ignored. Returns False if some plugin did not finish."""
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+            self._rebuild_routes()
+            channels = list(self._channels.values())
+        deadline = time.monotonic() + timeout
+        ok = True
+        for channel in channels:
+            ok = self._shutdown_channel(channel, deadline, timeout) and ok
+        problems = [
+            f"{c.name}: {c.dropped} dropped, {c.errors} errors{', stuck' if c.stuck else ''}"
+            for c in channels
+            if c.dropped or c.errors or c.stuck
+        ]
+        if problems:
+            logger.warning("callbacks shutdown: %s", "; ".join(problems))
+        return ok
+
+    def _shutdown_channel(self, channel: PluginChannel, deadline: float, timeout: float) -> bool:
+        fn = self._impl(channel.plugin, "callbacks_shutdown") if self._pm.is_registered(
+            channel.plugin
+        ) else getattr(channel.plugin, "callbacks_shutdown", None)
+        action = None
+        if fn is not None:
+            def action(c: PluginChannel = channel, f: Callable[..., Any] = fn) -> None:
+                c.call_hook("callbacks_shutdown", f, timeout=max(0.0, deadline - time.monotonic()))
+        finished = channel.run_on_worker(action, max(0.0, deadline - time.monotonic()))
+        stopped = channel.stop(max(0.0, deadline - time.monotonic()))
+        if not (finished and stopped):
+            logger.warning(
+                "callbacks plugin %r did not finish within %.1fs (stuck)", channel.name, timeout
+            )
+        return finished and stopped
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`shutdown`."""
+        return self._closed
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per plugin: mode, delivered, errors, errors_by_hook, dropped, queue_depth, stuck."""
+        return {name: channel.stats() for name, channel in self._channels.items()}
+
+    def host_stats(self) -> dict[str, int]:
+        """The host's own counters: traces, sampled_out, abandoned, unmatched_ends."""
+        return dict(self._host_counts, pending=len(self._pending))
+
+    def __repr__(self) -> str:
+        return f"<CallbackManager plugins={list(self._channels)}>"
+
+
+def _truncate(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + "…"
+    if isinstance(value, (list, tuple)):
+        return type(value)(_truncate(v, limit) for v in value)
+    return value
+
+
+@atexit.register
+def _shutdown_all_at_exit() -> None:
+    for manager in list(_managers):
+        try:
+            manager.shutdown()
+        except Exception:  # pragma: no cover - never fail interpreter exit
+            logger.exception("callbacks: shutdown at exit failed")

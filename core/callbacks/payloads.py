@@ -1,0 +1,351 @@
+"""Read what plugins need out of payloads of any shape.
+
+Payload values come as plain Python (strings, dicts, lists) or as framework objects such as
+LlamaIndex's ``NodeWithScore``, ``ChatMessage`` and ``ChatResponse``, or an OpenAI usage object.
+These helpers read them by duck typing, never import a framework, and never raise on an odd shape:
+a missing value is ``None`` or empty, never the string ``"None"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from .events import EventPayload
+
+__all__ = [
+    "Message",
+    "NodeView",
+    "TokenUsage",
+    "completion_of",
+    "embedding_texts_of",
+    "messages_of",
+    "model_of",
+    "nodes_of",
+    "prompt_of",
+    "summarize",
+    "text_of",
+    "to_jsonable",
+    "tool_calls_of",
+    "usage_of",
+]
+
+
+class NodeView(NamedTuple):
+    """A retrieved or parsed node: its id, text, score and metadata, whatever its source type."""
+
+    id: str | None
+    text: str
+    score: float | None
+    metadata: Mapping[str, Any]
+
+
+class Message(NamedTuple):
+    """A chat message reduced to role and content (plus tool calls and name, when present)."""
+
+    role: str
+    content: str
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    name: str | None = None
+
+
+class TokenUsage(NamedTuple):
+    """Token counts as a provider reported them, and which convention they came in."""
+
+    prompt: int
+    completion: int
+    total: int
+    source: str
+    """``"openai"``, ``"anthropic"`` or ``"gemini"``."""
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    try:
+        return getattr(obj, name, default)
+    except Exception:
+        return default
+
+
+def text_of(value: Any) -> str:
+    """The text of a string, node, message, response, document or dict; ``""`` for ``None``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Mapping):
+        for key in ("text", "content", "response", "completion", "message", "page_content"):
+            inner = value.get(key)
+            if inner is not None:
+                return text_of(inner)
+        return _json_or_str(value)
+    node = _get(value, "node")
+    if node is not None and node is not value:
+        return text_of(node)
+    get_content = _get(value, "get_content")
+    if callable(get_content):
+        try:
+            content = get_content()
+            if isinstance(content, str):
+                return content
+        except Exception:
+            pass
+    for attr in ("text", "content", "message", "response", "page_content"):
+        inner = _get(value, attr)
+        if inner is not None and inner is not value:
+            if isinstance(inner, str):
+                return inner
+            if attr in ("message", "response", "content"):
+                return text_of(inner)
+    if isinstance(value, (list, tuple)):
+        return "\n".join(text_of(v) for v in value)
+    return str(value)
+
+
+def _json_or_str(value: Any) -> str:
+    try:
+        return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True)
+    except Exception:
+        return str(value)
+
+
+def nodes_of(value: Any, scores: Iterable[Any] | None = None) -> list[NodeView]:
+    """Nodes from a list of strings, dicts, LlamaIndex ``NodeWithScore``/``TextNode`` or documents."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        value = [value]
+    score_list = list(scores) if scores is not None else []
+    out: list[NodeView] = []
+    for i, item in enumerate(value):
+        node = _get(item, "node") if not isinstance(item, (str, Mapping)) else None
+        base = node if node is not None else item
+        node_id = None
+        metadata: Mapping[str, Any] = {}
+        if isinstance(item, Mapping):
+            node_id = item.get("id") or item.get("node_id") or item.get("id_")
+            metadata = item.get("metadata") or {}
+        elif not isinstance(item, str):
+            node_id = _get(base, "node_id") or _get(base, "id_") or _get(base, "id")
+            metadata = _get(base, "metadata") or {}
+        score = _get(item, "score") if not isinstance(item, str) else None
+        if score is None and i < len(score_list):
+            score = score_list[i]
+        try:
+            score = float(score) if score is not None else None
+        except (TypeError, ValueError):
+            score = None
+        out.append(
+            NodeView(
+                str(node_id) if node_id is not None else None,
+                text_of(base),
+                score,
+                metadata if isinstance(metadata, Mapping) else {},
+            )
+        )
+    return out
+
+
+def _role_of(message: Any) -> str:
+    role = _get(message, "role", "user")
+    role = getattr(role, "value", role)
+    return str(role) if role is not None else "user"
+
+
+def messages_of(value: Any) -> list[Message]:
+    """Chat messages from dicts (``{"role", "content"}``), ``(role, content)`` pairs or objects
+    such as LlamaIndex's ``ChatMessage``. A bare string is one user message."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)) or not isinstance(value, Iterable):
+        value = [value]
+    out: list[Message] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(Message("user", item))
+            continue
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            out.append(Message(item[0], text_of(item[1])))
+            continue
+        content = _get(item, "content")
+        if content is None:
+            blocks = _get(item, "blocks")
+            content = text_of(blocks) if blocks else ""
+        elif not isinstance(content, str):
+            content = text_of(content)
+        tool_calls = _get(item, "tool_calls")
+        if tool_calls is None:
+            extra = _get(item, "additional_kwargs") or {}
+            tool_calls = extra.get("tool_calls") if isinstance(extra, Mapping) else None
+        name = _get(item, "name")
+        out.append(
+            Message(
+                _role_of(item),
+                content,
+                tuple(to_jsonable(t) for t in tool_calls or ()),
+                str(name) if name is not None else None,
+            )
+        )
+    return out
+
+
+def prompt_of(payload: Mapping[str, Any]) -> str | None:
+    """The prompt text of an LLM event: the formatted prompt, else the joined messages."""
+    prompt = payload.get(EventPayload.PROMPT)
+    if prompt is not None:
+        return text_of(prompt)
+    messages = payload.get(EventPayload.MESSAGES)
+    if messages is not None:
+        return "\n".join(f"{m.role}: {m.content}" for m in messages_of(messages))
+    query = payload.get(EventPayload.QUERY_STR)
+    return text_of(query) if query is not None else None
+
+
+def completion_of(payload: Mapping[str, Any]) -> str | None:
+    """The completion text of an LLM event, from ``completion`` or ``response``; ``None`` when
+    neither is present (never the string ``"None"``)."""
+    for key in (EventPayload.COMPLETION, EventPayload.RESPONSE):
+        value = payload.get(key)
+        if value is not None:
+            return text_of(value)
+    return None
+
+
+def model_of(payload: Mapping[str, Any]) -> str | None:
+    """The model name: the ``model_name`` key, else ``serialized``'s model, else the raw response's."""
+    name = payload.get(EventPayload.MODEL_NAME)
+    if name:
+        return str(name)
+    serialized = payload.get(EventPayload.SERIALIZED)
+    if isinstance(serialized, Mapping):
+        for key in ("model", "model_name"):
+            if serialized.get(key):
+                return str(serialized[key])
+    for key in (EventPayload.RESPONSE, EventPayload.COMPLETION):
+        raw = _get(payload.get(key), "raw")
+        model = _get(raw, "model") if raw is not None else None
+        if model:
+            return str(model)
+    return None
+
+
+_USAGE_CONVENTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("openai", "prompt_tokens", "completion_tokens", "total_tokens"),
+    ("anthropic", "input_tokens", "output_tokens", ""),
+    ("gemini", "prompt_token_count", "candidates_token_count", "total_token_count"),
+    ("gemini", "promptTokenCount", "candidatesTokenCount", "totalTokenCount"),
+)
+
+
+def _as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _usage_from(obj: Any) -> TokenUsage | None:
+    if obj is None:
+        return None
+    for source, p_key, c_key, t_key in _USAGE_CONVENTIONS:
+        prompt = _as_int(_get(obj, p_key))
+        completion = _as_int(_get(obj, c_key))
+        if prompt is None and completion is None:
+            continue
+        prompt = prompt or 0
+        completion = completion or 0
+        total = _as_int(_get(obj, t_key)) if t_key else None
+        return TokenUsage(prompt, completion, total if total is not None else prompt + completion, source)
+    return None
+
+
+def usage_of(payload: Mapping[str, Any]) -> TokenUsage | None:
+    """Provider-reported token usage, looked for in ``usage``, then in the response's ``usage``,
+    ``raw.usage``, ``raw.usage_metadata`` and ``additional_kwargs``; ``None`` if not reported."""
+    candidates: list[Any] = [payload.get(EventPayload.USAGE)]
+    for key in (EventPayload.RESPONSE, EventPayload.COMPLETION):
+        response = payload.get(key)
+        if response is None or isinstance(response, str):
+            continue
+        raw = _get(response, "raw")
+        candidates += [
+            _get(response, "usage"),
+            _get(response, "usage_metadata"),
+            _get(raw, "usage") if raw is not None else None,
+            _get(raw, "usage_metadata") if raw is not None else None,
+            _get(response, "additional_kwargs"),
+            raw,
+        ]
+    for candidate in candidates:
+        usage = _usage_from(candidate)
+        if usage is not None:
+            return usage
+    return None
+
+
+def tool_calls_of(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Tool calls the LLM asked for, from the response message or the ``function_call`` key."""
+    for key in (EventPayload.RESPONSE, EventPayload.COMPLETION):
+        response = payload.get(key)
+        if response is None or isinstance(response, str):
+            continue
+        message = _get(response, "message", response)
+        calls = messages_of([message])[0].tool_calls if message is not None else ()
+        if calls:
+            return list(calls)
+    call = payload.get(EventPayload.FUNCTION_CALL)
+    if isinstance(call, Mapping):
+        return [to_jsonable(call)]
+    return []
+
+
+def embedding_texts_of(payload: Mapping[str, Any]) -> list[str]:
+    """The texts an embedding event embedded (``chunks``, else ``nodes`` or ``documents``)."""
+    for key in (EventPayload.CHUNKS, EventPayload.NODES, EventPayload.DOCUMENTS):
+        value = payload.get(key)
+        if value is not None:
+            if isinstance(value, str):
+                return [value]
+            return [n.text for n in nodes_of(value)]
+    return []
+
+
+def to_jsonable(value: Any, _depth: int = 0) -> Any:
+    """A JSON-serialisable copy: containers recursed, models dumped, anything else ``str()``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if _depth > 8:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(getattr(k, "value", k)): to_jsonable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v, _depth + 1) for v in value]
+    for dump in ("model_dump", "dict", "to_dict"):
+        method = getattr(value, dump, None)
+        if callable(method):
+            try:
+                return to_jsonable(method(), _depth + 1)
+            except Exception:
+                continue
+    value_attr = getattr(value, "value", None)
+    if isinstance(value_attr, (str, int, float)):
+        return value_attr
+    return str(value)
+
+
+def summarize(value: Any, limit: int = 80) -> str:
+    """A one-line summary of a payload value: text shortened to ``limit`` characters, lists
+    summarised by length."""
+    if isinstance(value, (list, tuple)) and value and not isinstance(value[0], (int, float)):
+        first = summarize(value[0], limit // 2)
+        return f"[{len(value)} items] {first}" if len(value) > 1 else first
+    if isinstance(value, (list, tuple)):
+        return f"[{len(value)} numbers]"
+    text = " ".join(text_of(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

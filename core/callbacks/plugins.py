@@ -1,0 +1,80 @@
+"""Find plugins through the ``callbacks`` entry-point group and decide which are active.
+
+Each entry point is loaded on its own (unlike pluggy's ``load_setuptools_entrypoints``, where one
+failing import stops the rest), so a broken plugin is reported while the others load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .config import ConfigError, HostSettings
+
+__all__ = ["ENTRY_POINT_GROUP", "InstalledPlugin", "discover", "instantiate", "select"]
+
+ENTRY_POINT_GROUP = "callbacks"
+
+
+@dataclass
+class InstalledPlugin:
+    """One entry point of the ``callbacks`` group and what became of it."""
+
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+    entry_point: importlib.metadata.EntryPoint | None = field(default=None, repr=False)
+    active: bool = False
+    reason: str = ""
+    error: str | None = None
+
+    def load(self) -> object:
+        """Import the entry point; a class is instantiated with no arguments."""
+        assert self.entry_point is not None
+        return instantiate(self.entry_point.load())
+
+
+def instantiate(obj: object) -> object:
+    """A plugin class becomes an instance; modules and instances are used as they are."""
+    return obj() if inspect.isclass(obj) else obj
+
+
+def discover(group: str = ENTRY_POINT_GROUP) -> list[InstalledPlugin]:
+    """Every entry point in ``group``, in name order, without importing any of them."""
+    found: dict[str, InstalledPlugin] = {}
+    for ep in importlib.metadata.entry_points(group=group):
+        dist = getattr(ep, "dist", None)
+        name = getattr(dist, "name", None) if dist is not None else None
+        version = getattr(dist, "version", None) if dist is not None else None
+        if ep.name in found:
+            # The same distribution can be seen twice on sys.path (e.g. editable + build dir).
+            continue
+        found[ep.name] = InstalledPlugin(ep.name, ep.value, name, version, ep)
+    return [found[name] for name in sorted(found)]
+
+
+def select(installed: Iterable[InstalledPlugin], host: HostSettings, origin: str = "") -> None:
+    """Mark each plugin active or not, with the reason. Raises :class:`ConfigError` for a name
+    in ``plugins`` or ``disable`` that is not installed."""
+    plugins = list(installed)
+    names = {p.name for p in plugins}
+    for key, wanted in (("plugins", host.plugins or []), ("disable", host.disable)):
+        unknown = sorted(set(wanted) - names)
+        if unknown:
+            where = f" (from {origin})" if origin and key == "plugins" else ""
+            raise ConfigError(
+                f"{key} names {', '.join(map(repr, unknown))}{where}, which is not installed; "
+                f"installed plugins: {', '.join(sorted(names)) or 'none'}"
+            )
+    for plugin in plugins:
+        if plugin.name in host.disable:
+            plugin.active, plugin.reason = False, "disabled"
+        elif host.plugins is None:
+            plugin.active, plugin.reason = True, "installed (all plugins active)"
+        elif plugin.name in host.plugins:
+            plugin.active, plugin.reason = True, "selected"
+        else:
+            plugin.active, plugin.reason = False, "not selected"

@@ -1,0 +1,54 @@
+"""The process-wide manager: entry-point plugins and configuration, loaded on first use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .events import EventType
+from .manager import CallbackManager
+from .tracing import traced_function
+
+__all__ = ["get_manager", "reset_manager", "traced"]
+
+_manager: CallbackManager | None = None
+_lock = threading.Lock()
+
+
+def get_manager() -> CallbackManager:
+    """The process-wide :class:`CallbackManager`. The first call loads the configuration and the
+    installed plugins (entry-point group ``callbacks``); a bad configuration raises
+    :class:`callbacks.ConfigError` here, naming the key, the value and its source."""
+    global _manager
+    manager = _manager
+    if manager is None:
+        with _lock:
+            if _manager is None:
+                _manager = CallbackManager(load_entrypoints=True)
+            manager = _manager
+    return manager
+
+
+def reset_manager(timeout: float = 5.0) -> None:
+    """Shut the process-wide manager down; the next :func:`get_manager` builds a new one."""
+    global _manager
+    with _lock:
+        manager, _manager = _manager, None
+    if manager is not None:
+        manager.shutdown(timeout)
+
+
+def traced(
+    event_type: EventType,
+    *,
+    payload: Callable[..., Any] | None = None,
+    output_key: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """:meth:`CallbackManager.traced` on the process-wide manager, resolved at call time (so
+    decorating at import time loads nothing)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return traced_function(get_manager, fn, event_type, payload, output_key)
+
+    return decorate

@@ -1,0 +1,283 @@
+"""callbacks-aim against a real Aim repository under tmp_path, read back as a reader would."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from callbacks import CallbackManager, Event, EventPayload, EventType, hookimpl
+from pydantic import ValidationError
+
+from callbacks_aim import AimPlugin, AimSettings
+from callbacks_aim.settings import resolve_repo
+
+# Aim's SQLAlchemy models use APIs deprecated in SQLAlchemy 2.0; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.MovedIn20Warning")
+
+QUESTION = "What does Aim record?"
+MESSAGES = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": QUESTION},
+]
+NODES = [
+    {"id": "n1", "text": "Aim records metrics.", "score": 0.91},
+    {"id": "n2", "text": "Aim records texts.", "score": 0.42},
+]
+
+
+class Capture:
+    """Inline plugin that keeps every end event, so tests know the ids the host assigned."""
+
+    callbacks_delivery = "inline"
+
+    def __init__(self) -> None:
+        self.ends: list[Event] = []
+
+    @hookimpl
+    def on_event_end(self, event: Event) -> None:
+        self.ends.append(event)
+
+    def of(self, event_type: EventType) -> list[Event]:
+        return [e for e in self.ends if e.type is event_type]
+
+
+@dataclass
+class Recorded:
+    """What the traced pipeline emitted, and the Aim run read back from the repository."""
+
+    capture: Capture
+    stats: dict[str, Any]
+    run: Any
+    answer: str
+
+    def text(self, name: str, context: dict[str, str]) -> list[tuple[int, str]]:
+        from aim.storage.context import Context
+
+        seq = self.run.get_text_sequence(name, Context(context))
+        assert seq is not None, f"no text sequence {name!r} with context {context}"
+        steps, (values, *_rest) = seq.data.items_list()
+        return [(step, value.data) for step, value in zip(steps, values)]
+
+    def metric(self, name: str, context: dict[str, str]) -> list[tuple[int, float]]:
+        from aim.storage.context import Context
+
+        seq = self.run.get_metric(name, Context(context))
+        assert seq is not None, f"no metric {name!r} with context {context}"
+        steps, (values, *_rest) = seq.data.items_list()
+        return list(zip(steps, values))
+
+    def names(self, kind: str) -> set[str]:
+        return {s["name"] for s in self.run.collect_sequence_info((kind,))[kind]}
+
+
+def ids(event: Event) -> dict[str, str]:
+    return {"event_type": event.type.value, "trace_id": event.trace_id, "event_id": event.id}
+
+
+def _pipeline(cm: CallbackManager) -> str:
+    """A small RAG query with the payload shapes LlamaIndex and provider SDKs produce."""
+    with cm.as_trace("query"), cm.event(EventType.QUERY, payload={EventPayload.QUERY_STR: QUESTION}) as query:
+        with cm.event(EventType.CHUNKING, payload={EventPayload.DOCUMENTS: ["doc"]}) as ev:
+            ev.on_end(payload={EventPayload.CHUNKS: ["chunk one", "chunk two", "chunk three"]})
+        with cm.event(EventType.RETRIEVE, payload={EventPayload.QUERY_STR: QUESTION}) as ev:
+            ev.on_end(payload={EventPayload.NODES: NODES})
+        with cm.event(
+            EventType.LLM,
+            payload={EventPayload.MESSAGES: MESSAGES, EventPayload.MODEL_NAME: "stub-1"},
+        ) as ev:
+            ev.on_end(
+                payload={
+                    EventPayload.RESPONSE: "Metrics and texts.",
+                    EventPayload.USAGE: {"prompt_tokens": 11, "completion_tokens": 7},
+                }
+            )
+        with cm.event(EventType.LLM, payload={EventPayload.PROMPT: "Summarize."}) as ev:
+            ev.on_end(payload={EventPayload.COMPLETION: "Done."})
+        # Shapes that crashed the reference AimCallback (KeyError / TypeError / ValueError).
+        with cm.event(EventType.LLM, payload={EventPayload.PROMPT: "no answer key"}) as ev:
+            ev.on_end(payload={})
+        with cm.event(EventType.CHUNKING) as ev:
+            ev.on_end(payload={EventPayload.CHUNKS: None})
+        with cm.event(EventType.RETRIEVE) as ev:
+            ev.on_end(payload={EventPayload.NODES: 42, EventPayload.SCORES: "high"})
+        with (
+            pytest.raises(ValueError),
+            cm.event(EventType.FUNCTION_CALL, payload={EventPayload.FUNCTION_CALL: {}}),
+        ):
+            raise ValueError("tool broke")
+        answer = "Metrics and texts."
+        query.on_end(payload={EventPayload.RESPONSE: answer})
+    return answer
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    from aim import Repo
+    from aim.sdk.index_manager import RepoIndexManager
+
+    repo_dir = tmp_path_factory.mktemp("aim")
+    capture = Capture()
+    cm = CallbackManager(
+        plugins=[AimPlugin(), capture],
+        load_entrypoints=False,
+        config={
+            "aim": {
+                "repo": str(repo_dir),
+                "experiment": "tests",
+                "run_params": {"app": {"name": "rag", "version": 2}},
+            }
+        },
+    )
+    answer = _pipeline(cm)
+    assert cm.flush(timeout=30.0)
+    plugin = cm.get_plugin("aim")
+    run_hash = plugin.recorder.run_hash
+    stats = cm.stats()
+    cm.shutdown(timeout=30.0)
+    assert run_hash is not None
+
+    repo = Repo.from_path(str(repo_dir))
+    RepoIndexManager.get_index_manager(repo).index(run_hash)
+    return Recorded(capture, stats, repo.get_run(run_hash), answer)
+
+
+def test_llm_messages_and_response_read_back_with_their_context(recorded: Recorded) -> None:
+    first = recorded.capture.of(EventType.LLM)[0]
+    context = {**ids(first), "model": "stub-1"}
+    assert recorded.text("prompt", context) == [(0, "system: Answer briefly.\nuser: " + QUESTION)]
+    assert recorded.text("response", context) == [(0, "Metrics and texts.")]
+
+
+def test_llm_without_model_name_has_unknown_model_context(recorded: Recorded) -> None:
+    second = recorded.capture.of(EventType.LLM)[1]
+    context = {**ids(second), "model": "unknown"}
+    assert recorded.text("prompt", context) == [(1, "Summarize.")]
+    assert recorded.text("response", context) == [(1, "Done.")]
+
+
+def test_llm_without_response_key_records_its_prompt_only(recorded: Recorded) -> None:
+    third = recorded.capture.of(EventType.LLM)[2]
+    context = {**ids(third), "model": "unknown"}
+    assert recorded.text("prompt", context) == [(2, "no answer key")]
+    from aim.storage.context import Context
+
+    assert recorded.run.get_text_sequence("response", Context(context)) is None
+
+
+def test_reported_token_usage_is_recorded_as_metrics(recorded: Recorded) -> None:
+    context = {"event_type": "llm", "model": "stub-1"}
+    assert recorded.metric("prompt_tokens", context) == [(0, 11)]
+    assert recorded.metric("completion_tokens", context) == [(0, 7)]
+    assert recorded.metric("total_tokens", context) == [(0, 18)]
+    # Events that reported no usage add no token metrics.
+    assert {
+        s["context"]["model"]
+        for s in recorded.run.collect_sequence_info(("metric",))["metric"]
+        if s["name"] == "total_tokens"
+    } == {"stub-1"}
+
+
+def test_each_chunk_is_a_text_with_increasing_steps(recorded: Recorded) -> None:
+    chunking = recorded.capture.of(EventType.CHUNKING)[0]
+    assert recorded.text("chunk", ids(chunking)) == [(0, "chunk one"), (1, "chunk two"), (2, "chunk three")]
+
+
+def test_retrieved_texts_and_scores_share_steps(recorded: Recorded) -> None:
+    retrieve = recorded.capture.of(EventType.RETRIEVE)[0]
+    assert recorded.text("query", ids(retrieve)) == [(0, QUESTION)]
+    assert recorded.text("retrieved", ids(retrieve)) == [(0, NODES[0]["text"]), (1, NODES[1]["text"])]
+    assert recorded.metric("retrieval_score", ids(retrieve)) == [(0, 0.91), (1, 0.42)]
+
+
+def test_unusual_payload_shapes_are_recorded_without_errors(recorded: Recorded) -> None:
+    odd = recorded.capture.of(EventType.RETRIEVE)[1]
+    assert recorded.text("retrieved", ids(odd)) == [(2, "42")]
+    assert recorded.stats["aim"]["errors"] == 0
+    assert recorded.stats["aim"]["dropped"] == 0
+
+
+def test_latency_of_every_event_type_is_recorded(recorded: Recorded) -> None:
+    for event_type in {e.type for e in recorded.capture.ends}:
+        expected = [e.duration_ns / 1e6 for e in recorded.capture.of(event_type)]
+        got = recorded.metric("latency_ms", {"event_type": event_type.value})
+        assert [step for step, _ in got] == list(range(len(expected)))
+        assert [value for _, value in got] == pytest.approx(expected)
+
+
+def test_trace_latency_is_recorded(recorded: Recorded) -> None:
+    [(step, value)] = recorded.metric("trace_latency_ms", {"trace_name": "query"})
+    assert step == 0
+    query = recorded.capture.of(EventType.QUERY)[0]
+    assert value >= query.duration_ns / 1e6
+
+
+def test_failed_event_records_its_error_and_reaches_the_caller(recorded: Recorded) -> None:
+    failed = recorded.capture.of(EventType.FUNCTION_CALL)[0]
+    assert recorded.text("error", ids(failed)) == [(0, "ValueError: tool broke")]
+    assert recorded.answer == "Metrics and texts."
+
+
+def test_run_has_experiment_params_and_is_closed(recorded: Recorded) -> None:
+    assert recorded.run.experiment == "tests"
+    assert recorded.run["app"] == {"name": "rag", "version": 2}
+    assert recorded.run.end_time is not None
+    assert recorded.names("texts") == {"prompt", "response", "chunk", "query", "retrieved", "error"}
+
+
+def test_unusable_repo_does_not_change_the_app_result(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a regular file")
+    plain = _pipeline(CallbackManager(plugins=[], load_entrypoints=False))
+    cm = CallbackManager(
+        plugins=[AimPlugin()],
+        load_entrypoints=False,
+        config={"aim": {"repo": str(blocker / "repo")}},
+    )
+    with caplog.at_level(logging.WARNING):
+        answer = _pipeline(cm)
+        cm.flush(timeout=10.0)
+        errors = cm.stats()["aim"]["errors"]
+        cm.shutdown(timeout=10.0)
+    assert answer == plain
+    assert errors >= 1
+    assert "not-a-dir" in caplog.text or "NotADirectoryError" in caplog.text
+
+
+def test_settings_forbid_unknown_keys_and_default_to_quiet_tracking() -> None:
+    settings = AimSettings()
+    assert (settings.repo, settings.experiment, settings.run_params) == (None, None, {})
+    assert settings.system_tracking_interval is None
+    assert not settings.log_system_params and not settings.capture_terminal_logs
+    with pytest.raises(ValidationError):
+        AimSettings(repository="x")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        AimSettings(system_tracking_interval=0)
+
+
+def test_repo_resolves_to_an_absolute_directory_holding_dot_aim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_repo(None) == str(tmp_path)
+    assert resolve_repo("runs") == str(tmp_path / "runs")
+    assert resolve_repo(str(tmp_path / "runs" / ".aim")) == str(tmp_path / "runs")
+    assert resolve_repo("aim://127.0.0.1:53800") == "aim://127.0.0.1:53800"
+
+
+def test_importing_the_plugin_does_not_import_aim() -> None:
+    code = "import sys, callbacks_aim; assert 'aim' not in sys.modules, 'aim imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_plugin_is_registered_under_the_callbacks_entry_point_group() -> None:
+    from importlib.metadata import entry_points
+
+    [ep] = [ep for ep in entry_points(group="callbacks") if ep.name == "aim"]
+    assert ep.load() is AimPlugin

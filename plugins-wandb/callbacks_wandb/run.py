@@ -1,0 +1,97 @@
+"""The plugin's W&B run: created on first use, logged to, finished once."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from .settings import WandbSettings
+
+if TYPE_CHECKING:
+    from wandb.sdk.wandb_run import Run
+
+__all__ = ["RunHandle", "WandbInitError"]
+
+logger = logging.getLogger(__name__)
+
+
+class WandbInitError(RuntimeError):
+    """``wandb.init`` failed; W&B logging stays off for this process."""
+
+
+class RunHandle:
+    """Owns one W&B run. Every method must be called from the plugin's worker thread."""
+
+    def __init__(self, settings: WandbSettings) -> None:
+        self.settings = settings
+        self.failed: BaseException | None = None
+        """Why ``wandb.init`` failed, once it has; nothing is logged after that."""
+        self.sync_file: str | None = None
+        """Path of the run's ``.wandb`` file, once the run exists."""
+        self._run: Run | None = None
+        self._pid = os.getpid()
+
+    @property
+    def started(self) -> bool:
+        """True once a run exists in this process."""
+        return self._run is not None and self._pid == os.getpid()
+
+    @property
+    def usable(self) -> bool:
+        """True while data can still be logged (not failed, not finished)."""
+        if self.failed is not None:
+            return False
+        return not (self.started and getattr(self._run, "_is_finished", False))
+
+    def get(self) -> Run:
+        """The run, created by ``wandb.init`` on first call (again in a forked child).
+
+        Raises :class:`WandbInitError` the first time ``wandb.init`` fails.
+        """
+        if self._pid != os.getpid():
+            # A run does not survive fork: the child starts its own.
+            self._run, self._pid, self.failed = None, os.getpid(), None
+        if self._run is None:
+            self._run = self._init()
+            self.sync_file = str(self._run.settings.sync_file)
+        return self._run
+
+    def _init(self) -> Run:
+        import wandb
+
+        settings = self.settings
+        kwargs = settings.init_kwargs()
+        wb_settings: dict[str, Any] = {"silent": True, "console": "off"}
+        if settings.api_key is not None:
+            wb_settings["api_key"] = settings.api_key.get_secret_value()
+        try:
+            # "create_new" leaves any run the application started itself untouched.
+            return wandb.init(
+                **kwargs,
+                config={"callbacks_wandb": settings.run_config()},
+                reinit="create_new",
+                settings=wandb.Settings(**wb_settings),
+            )
+        except Exception as exc:
+            self.failed = exc
+            reason = f"{type(exc).__name__}: {exc}"
+            secret = wb_settings.get("api_key")
+            error = WandbInitError(
+                f"wandb.init failed with {kwargs}: {reason.replace(secret, '**********') if secret else reason}. "
+                "Fix the [wandb] settings (CALLBACKS_WANDB__*); W&B logging is off until restart."
+            )
+            if secret and secret in reason:
+                # The cause would print the key in the traceback.
+                raise error from None
+            raise error from exc
+
+    def log(self, data: dict[str, Any]) -> None:
+        """``run.log(data)`` on the run (created if needed)."""
+        self.get().log(data)
+
+    def finish(self) -> None:
+        """Finish the run if one was started; data not finished is lost."""
+        if self.started and self._run is not None:
+            run, self._run = self._run, None
+            run.finish()
