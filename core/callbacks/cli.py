@@ -1,21 +1,164 @@
-"""The ``callbacks`` command."""
+"""The ``callbacks`` command: list plugins, show the effective configuration, run the demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import ConfigError
 
 __all__ = ["main"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``callbacks`` console script."""
+def _plugin_rows() -> list[dict[str, Any]]:
+    from .manager import CallbackManager
+
+    manager = CallbackManager(load_entrypoints=True)
+    try:
+        rows = []
+        registered = manager.list_plugins()
+        for entry in manager.installed:
+            loaded = entry.name in registered
+            rows.append(
+                {
+                    "name": entry.name,
+                    "distribution": entry.distribution,
+                    "version": entry.version,
+                    "entry_point": entry.value,
+                    "hooks": manager.hooks_of(entry.name) if loaded else [],
+                    "delivery": manager.delivery_mode(entry.name) if loaded else None,
+                    "active": entry.active and loaded,
+                    "reason": entry.reason,
+                    "error": entry.error,
+                }
+            )
+        return rows
+    finally:
+        manager.shutdown(1.0)
+
+
+def _print_table(rows: list[list[str]], headers: list[str], out: TextIO) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+
+
+def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    rows = _plugin_rows()
+    if args.json:
+        out.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    if not rows:
+        out.write("No plugins installed (entry-point group 'callbacks').\n")
+        return 0
+    table = []
+    for row in rows:
+        status = "active" if row["active"] else "inactive"
+        why = row["reason"] + (f": {row['error']}" if row["error"] else "")
+        table.append(
+            [
+                row["name"],
+                f"{row['distribution'] or '?'} {row['version'] or ''}".strip(),
+                row["delivery"] or "-",
+                f"{status} ({why})",
+                ", ".join(row["hooks"]) or "-",
+            ]
+        )
+    _print_table(table, ["NAME", "DISTRIBUTION", "DELIVERY", "STATUS", "HOOKS"], out)
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    from .manager import CallbackManager
+
+    manager = CallbackManager(load_entrypoints=True)
+    try:
+        names = list(manager.list_plugins())
+        rows = manager.config.rows(
+            {name: manager.settings_model(name) for name in names},
+            {name: manager.plugin_settings(name) for name in names},
+        )
+    finally:
+        manager.shutdown(1.0)
+    if args.json:
+        out.write(
+            json.dumps(
+                [{"key": k, "value": json.loads(_shown(v)) if not isinstance(v, str) else v,
+                  "source": s} for k, v, s in rows],
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
+        return 0
+    _print_table([[k, _shown(v), s] for k, v, s in rows], ["KEY", "VALUE", "SOURCE"], out)
+    return 0
+
+
+def _shown(value: Any) -> str:
+    from pydantic import SecretStr
+
+    if isinstance(value, SecretStr):
+        return "********"
+    return json.dumps(value, default=str)
+
+
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from .demo import run_demo
+
+    run_demo(questions=args.questions, concurrency=args.concurrency, out_dir=Path(args.out), stream=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``callbacks`` command."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="callbacks")
+    parser = argparse.ArgumentParser(
+        prog="callbacks",
+        description="Debug, track and trace an LLM application through plugins.",
+    )
     parser.add_argument("--version", action="version", version=f"callbacks {__version__}")
-    parser.parse_args(argv)
-    return 0
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    plugins = commands.add_parser("plugins", help="list installed plugins and whether they are active")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(run=_cmd_plugins)
+
+    config = commands.add_parser("config", help="show effective settings and where each came from")
+    config.add_argument("--json", action="store_true", help="machine-readable output")
+    config.set_defaults(run=_cmd_config)
+
+    demo = commands.add_parser("demo", help="run the offline demo pipeline through every active plugin")
+    demo.add_argument("--questions", type=int, default=3, help="questions to answer (default 3)")
+    demo.add_argument("--concurrency", type=int, default=1, help="questions run at once (asyncio)")
+    demo.add_argument("--out", default="callbacks-out", help="output directory (default callbacks-out)")
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``callbacks`` console script. Exits 2 with a one-line error on bad
+    configuration."""
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(out)
+        return 0
+    if args.command in ("plugins", "config"):
+        # Load failures are part of the listing; do not repeat them as log lines.
+        logging.getLogger("callbacks").setLevel(logging.ERROR)
+    try:
+        return int(args.run(args, out))
+    except ConfigError as error:
+        sys.stderr.write(f"callbacks: configuration error: {error}\n")
+        return 2
 
 
 if __name__ == "__main__":

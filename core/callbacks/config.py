@@ -155,9 +155,16 @@ class Config:
         except ValidationError as error:
             raise _explain(error, origins, model, plugin) from None
 
-    def rows(self, models: Mapping[str, type[BaseModel] | None] = {}) -> list[tuple[str, Any, str]]:
+    def rows(
+        self,
+        models: Mapping[str, type[BaseModel] | None] | None = None,
+        values: Mapping[str, BaseModel | None] | None = None,
+    ) -> list[tuple[str, Any, str]]:
         """(key, value, source) for every effective setting, secrets masked: host keys first,
-        then each plugin section, including the defaults of the plugins in ``models``."""
+        then each plugin section, with the validated ``values`` and the defaults of the plugins
+        in ``models`` where given."""
+        models = models or {}
+        values = values or {}
         out: list[tuple[str, Any, str]] = []
         for name in HostSettings.model_fields:
             value = getattr(self.host, name)
@@ -167,8 +174,12 @@ class Config:
             raw = self.sections.get(plugin, {})
             origins = self.section_origins.get(plugin, {})
             names = list(model.model_fields) if model is not None else list(raw)
+            validated = values.get(plugin)
             for key in names:
-                if key in raw:
+                if validated is not None and hasattr(validated, key):
+                    value = getattr(validated, key)
+                    origin = origins.get(key, Origin("default")).describe()
+                elif key in raw:
                     value, origin = raw[key], origins.get(key, Origin("default")).describe()
                 else:
                     assert model is not None

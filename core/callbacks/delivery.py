@@ -87,6 +87,7 @@ class PluginChannel:
         self._suppressed: dict[str, int] = {}
         self._pending_strict: HandlerError | None = None
         self._closed = False
+        self.settings: Any = None
         if mode == "background":
             self._start_worker()
             _channels.add(self)

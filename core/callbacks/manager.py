@@ -173,6 +173,7 @@ class CallbackManager:
                 overflow=self.settings.overflow,
                 strict=self.settings.strict,
             )
+            channel.settings = settings
             configure = self._impl(plugin, "callbacks_configure")
             if configure is not None:
                 channel.call_hook("callbacks_configure", configure, settings=settings, manager=self)
@@ -226,7 +227,7 @@ class CallbackManager:
                 entry.active = False
                 entry.reason = "failed to load"
                 entry.error = f"{type(error).__name__}: {error}"
-                logger.error("callbacks plugin %r failed to load: %s", entry.name, entry.error)
+                logger.warning("callbacks plugin %r failed to load: %s", entry.name, entry.error)
 
     @staticmethod
     def _default_name(plugin: object) -> str:
@@ -253,16 +254,23 @@ class CallbackManager:
         return None
 
     def _impl(self, plugin: object, hook_name: str) -> Callable[..., Any] | None:
+        """The plugin's implementation of a lifecycle hook, called with keyword arguments of
+        which it receives only those it declares (as pluggy does)."""
         caller = getattr(self._pm.hook, hook_name)
         for impl in caller.get_hookimpls():
             if impl.plugin is plugin:
-                return impl.function  # type: ignore[no-any-return]
+                function, argnames = impl.function, impl.argnames
+                return lambda **kwargs: function(*(kwargs[name] for name in argnames))
         return None
 
     def _plugin_settings(self, name: str, plugin: object) -> Any:
         declare = self._impl(plugin, "callbacks_settings")
         model = declare() if declare is not None else None
         return self.config.settings_for(name, model)
+
+    def plugin_settings(self, name: str) -> Any:
+        """The validated settings a registered plugin was configured with, or ``None``."""
+        return self._channels[name].settings
 
     def settings_model(self, name: str) -> Any:
         """The settings model a registered plugin declares, or ``None``."""
@@ -373,6 +381,8 @@ class CallbackManager:
                 oldest = next(iter(pending))
                 self._abandon(pending.pop(oldest))
         except Exception:
+            if self.settings.strict:
+                raise
             logger.exception("callbacks: on_event_start failed")
         return event_id
 
@@ -396,6 +406,8 @@ class CallbackManager:
                 self._frame.set(live.previous_frame)
             self._finish(live, payload, exception)
         except Exception:
+            if self.settings.strict:
+                raise
             logger.exception("callbacks: on_event_end failed")
 
     def _begin(

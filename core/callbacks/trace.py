@@ -53,6 +53,7 @@ class Trace:
         "_durations",
         "_previous_frame",
         "_nesting",
+        "__weakref__",
     )
 
     def __init__(

@@ -143,6 +143,8 @@ class EventScope:
         try:
             live = manager._begin(self._type, self._payload, self._event_id, self._parent_id)
         except Exception:
+            if manager.settings.strict:
+                raise
             logger.exception("callbacks: starting a %s event failed", self._type.value)
             return self
         if live is not None:
@@ -159,6 +161,8 @@ class EventScope:
             try:
                 self._manager._finish(live, self._end, exc)
             except Exception:
+                if self._manager.settings.strict:
+                    raise
                 logger.exception("callbacks: ending a %s event failed", self._type.value)
         return False
 

@@ -1,0 +1,61 @@
+"""Sessions: tests (the whole suite), lint, typecheck, bench, and one per plugin distribution."""
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests"]
+
+PLUGIN_DISTS = {
+    "wandb": "./plugins-wandb",
+    "aim": "./plugins-aim",
+    "openinference": "./plugins-openinference",
+}
+TEST_DISTS = ["./tests/plugin_dists/callbacks-example", "./tests/plugin_dists/callbacks-broken"]
+PEERS = ["llama-index-core", "langchain-core", "opentelemetry-sdk", "psutil"]
+
+
+def _install_everything(session: nox.Session) -> None:
+    session.install("-e", ".[test,llama-index]", *PLUGIN_DISTS.values(), *TEST_DISTS)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite: host, built-in plugins, every plugin distribution, end to end."""
+    _install_everything(session)
+    session.install("psutil")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on the host package."""
+    session.install("mypy", "-e", ".")
+    session.run("mypy", "core/callbacks")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Overhead benchmark against LlamaIndex, LangChain and the OpenTelemetry SDK."""
+    session.install(".", *PLUGIN_DISTS.values(), *PEERS)
+    session.run("python", "-m", "benchmarks.run", "--out", "benchmarks/RESULTS.md", *session.posargs)
+
+
+def _plugin_session(name: str, path: str) -> None:
+    @nox.session(name=name)
+    def run(session: nox.Session) -> None:
+        session.install("-e", ".[test]", path)
+        session.run("pytest", f"{path}/tests", *session.posargs)
+
+    run.__doc__ = f"Tests of callbacks-{name} alone, against the host."
+
+
+for _name, _path in PLUGIN_DISTS.items():
+    _plugin_session(_name, _path)
