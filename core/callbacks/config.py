@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
-    PydanticBaseSettingsSource,
     PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -37,14 +36,10 @@ class ConfigError(ValueError):
     the value (secrets masked) and what was expected."""
 
 
-class HostSettings(BaseSettings):
+class HostSettings(BaseModel):
     """The host's own keys (top level of the configuration)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        extra="forbid",
-        pyproject_toml_table_header=("tool", "callbacks"),
-    )
+    model_config = ConfigDict(extra="forbid")
 
     plugins: list[str] | None = Field(
         None, description="Active plugins; unset = every installed plugin, [] = none."
@@ -63,23 +58,11 @@ class HostSettings(BaseSettings):
         None, ge=1, description="Truncate longer payload strings before plugins see them."
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Code, environment, ``callbacks.toml``, ``[tool.callbacks]``: the documented order."""
-        toml = Path(os.environ.get(CONFIG_PATH_ENV, "callbacks.toml"))
-        return (
-            init_settings,
-            env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml),
-            PyprojectTomlConfigSettingsSource(settings_cls),
-        )
+
+class _TomlSchema(BaseSettings):
+    """Only tells pydantic-settings' TOML sources where ``[tool.callbacks]`` is; never built."""
+
+    model_config = SettingsConfigDict(extra="allow", pyproject_toml_table_header=("tool", "callbacks"))
 
 
 @dataclass(frozen=True)
@@ -248,14 +231,14 @@ def _toml_sources(environ: Mapping[str, str], cwd: Path) -> list[tuple[str, Path
         )
     if toml_path.is_file():
         try:
-            data = TomlConfigSettingsSource(HostSettings, toml_file=toml_path)()
+            data = TomlConfigSettingsSource(_TomlSchema, toml_file=toml_path)()
         except Exception as error:
             raise ConfigError(f"cannot read {toml_path}: {error}") from None
         found.append(("toml", toml_path, (), data))
     pyproject = cwd / "pyproject.toml"
     if pyproject.is_file():
         try:
-            data = PyprojectTomlConfigSettingsSource(HostSettings, toml_file=pyproject)()
+            data = PyprojectTomlConfigSettingsSource(_TomlSchema, toml_file=pyproject)()
         except Exception as error:
             raise ConfigError(f"cannot read {pyproject}: {error}") from None
         found.append(("pyproject", pyproject, ("tool", "callbacks"), data))

@@ -14,6 +14,7 @@ class ExampleSettings(BaseModel):
 
 
 class ExamplePlugin:
+    callbacks_name = "example"
     callbacks_delivery = "inline"
 
     def __init__(self) -> None:
