@@ -165,7 +165,8 @@ class PluginChannel:
     def submit(self, calls: Calls, arg: Any) -> None:
         """Queue ``calls`` with ``arg`` for the worker. Never blocks; drops (counted) when full."""
         queue = self._queue
-        if len(queue) >= self.queue_size:
+        depth = len(queue)
+        if depth >= self.queue_size:
             if self.overflow == "drop_newest" or self._closed:
                 self._count_drop()
                 return
@@ -176,7 +177,7 @@ class PluginChannel:
             else:
                 self._count_drop()
         queue.append((calls, arg))
-        if (self._sleeping or len(queue) >= self._signal_at) and not self._wakeup.is_set():
+        if (depth >= self._signal_at or self._sleeping) and not self._wakeup.is_set():
             self._sleeping = False
             self._wakeup.set()
 
@@ -267,8 +268,17 @@ class PluginChannel:
         return self._closed and self._thread.is_alive() and not self._stopped.is_set()
 
     def stats(self) -> dict[str, Any]:
-        """Counters for this plugin."""
+        """Counters for this plugin, plus whatever its own ``callbacks_stats()`` reports under
+        ``"plugin"`` (for example an exporter's failed batches)."""
+        own = getattr(self.plugin, "callbacks_stats", None)
+        extra: dict[str, Any] = {}
+        if callable(own):
+            try:
+                extra = {"plugin": dict(own())}
+            except Exception as error:
+                extra = {"plugin": {"error": repr(error)}}
         return {
+            **extra,
             "mode": self.mode,
             "delivered": self.delivered,
             "errors": self.errors,

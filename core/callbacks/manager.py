@@ -12,7 +12,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
@@ -55,24 +55,31 @@ Route = tuple[
 """(inline deliveries, background deliveries) for one kind of event."""
 
 _EMPTY_ROUTE: Route = ((), ())
-_id_prefix = ""
-_id_counter = itertools.count(1)
 _managers: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
+_new_tuple = tuple.__new__
+_proxy = MappingProxyType
+
+
+def _id_stream() -> Iterator[str]:
+    # A random per-process prefix keeps ids unique across processes; the chain runs in C, so
+    # taking the next id is one call and atomic under the GIL.
+    return map(f"{random.getrandbits(48):012x}-".__add__, map(str, itertools.count(1)))
+
+
+_ids = _id_stream()
 
 
 def _reseed_ids() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = f"{random.getrandbits(48):012x}-"
-    _id_counter = itertools.count(1)
+    global _ids
+    _ids = _id_stream()
 
 
-_reseed_ids()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reseed_ids)
 
 
 def _new_event_id() -> str:
-    return f"{_id_prefix}{next(_id_counter):x}"
+    return next(_ids)
 
 
 def _task_name() -> str | None:
@@ -83,16 +90,9 @@ def _task_name() -> str | None:
     return task.get_name() if task is not None else None
 
 
-class _Live:
-    """An event that started and has not ended yet."""
-
-    __slots__ = ("start", "trace", "implicit_trace", "previous_frame")
-
-    def __init__(self, start: Event, trace: Trace, implicit_trace: bool, previous_frame: Any) -> None:
-        self.start = start
-        self.trace = trace
-        self.implicit_trace = implicit_trace
-        self.previous_frame = previous_frame
+_Live = tuple[Event | None, Trace, bool]
+"""A started event: (start record or None when sampled out, its trace, whether the event
+opened that trace implicitly)."""
 
 
 class CallbackManager:
@@ -121,7 +121,7 @@ class CallbackManager:
         self._frame: contextvars.ContextVar[tuple[Trace, str] | None] = contextvars.ContextVar(
             "callbacks_frame", default=None
         )
-        self._pending: dict[str, _Live] = {}
+        self._pending: dict[str, tuple[_Live, Any]] = {}
         self._lock = threading.RLock()
         self._closed = False
         self._masking = bool(
@@ -370,16 +370,16 @@ class CallbackManager:
         if self._routes[event_type] is None:
             return event_id
         try:
+            previous = self._frame.get()
             live = self._begin(event_type, payload, event_id, parent_id)
             if live is None:
                 return event_id
-            live.previous_frame = self._frame.get()
-            self._frame.set((live.trace, event_id))
+            self._frame.set((live[1], event_id))
             pending = self._pending
-            pending[event_id] = live
+            pending[event_id] = (live, previous)
             if len(pending) > _MAX_PENDING:
                 oldest = next(iter(pending))
-                self._abandon(pending.pop(oldest))
+                self._abandon(pending.pop(oldest)[0])
         except Exception:
             if self.settings.strict:
                 raise
@@ -395,15 +395,16 @@ class CallbackManager:
         **kwargs: Any,
     ) -> None:
         """End an event started with :meth:`on_event_start`. An unknown id is counted and ignored."""
-        live = self._pending.pop(event_id, None) if event_id is not None else None
-        if live is None:
+        entry = self._pending.pop(event_id, None) if event_id is not None else None
+        if entry is None:
             if self._routes[event_type] is not None:
                 self._host_counts["unmatched_ends"] += 1
             return
         try:
+            live, previous = entry
             frame = self._frame.get()
             if frame is not None and frame[1] == event_id:
-                self._frame.set(live.previous_frame)
+                self._frame.set(previous)
             self._finish(live, payload, exception)
         except Exception:
             if self.settings.strict:
@@ -417,40 +418,60 @@ class CallbackManager:
         event_id: str | None,
         parent_id: str | None,
     ) -> _Live | None:
-        """Start an event without touching the context; ``None`` when the trace is sampled out."""
+        """Start an event without touching the context; ``None`` when nobody listens or the
+        trace is sampled out."""
         routes = self._routes[event_type]
         if routes is None:
             return None
         frame = self._frame.get()
-        implicit = False
         if frame is None or frame[0].end_time_ns is not None:
             trace = self._open_trace(event_type.value, implicit=True)
             parent = ROOT
             implicit = True
         else:
             trace, parent = frame
+            implicit = False
+        if not trace.sampled:
+            return (None, trace, True) if implicit else None
         if parent_id is not None:
             parent = parent_id
-        if not trace.sampled:
-            return _Live(None, trace, implicit, None) if implicit else None  # type: ignore[arg-type]
-        event_id = event_id or _new_event_id()
-        start = Event(
-            event_id,
-            event_type,
-            _START,
-            trace.id,
-            parent,
-            _monotonic_ns(),
-            self._freeze(payload),
-            None,
-            None,
-            _get_ident(),
-            _task_name(),
+        if event_id is None:
+            event_id = next(_ids)
+        start: Event = _new_tuple(
+            Event,
+            (
+                event_id,
+                event_type,
+                _START,
+                trace.id,
+                parent,
+                _monotonic_ns(),
+                (_proxy(dict(payload)) if not self._masking else self._freeze(payload))
+                if payload
+                else EMPTY_PAYLOAD,
+                None,
+                None,
+                _get_ident(),
+                _task_name() if _get_running_loop() is not None else None,
+            ),
         )
-        trace._map.setdefault(parent, []).append(event_id)
+        children = trace._map.get(parent)
+        if children is None:
+            trace._map[parent] = [event_id]
+        else:
+            children.append(event_id)
         trace._open[event_id] = start
-        self._deliver(routes[0], start)
-        return _Live(start, trace, implicit, None)
+        inline, background = routes[0]
+        for channel, calls in inline:
+            for hook, fn in calls:
+                try:
+                    fn(start)
+                except Exception as error:
+                    channel.record_error(hook, error)
+            next(channel._delivered)
+        for channel, calls in background:
+            channel.submit(calls, start)
+        return (start, trace, implicit)
 
     def _finish(
         self,
@@ -458,34 +479,51 @@ class CallbackManager:
         payload: Mapping[str, Any] | None,
         exception: BaseException | None,
     ) -> None:
-        start = live.start
-        trace = live.trace
-        if start is not None and trace._open.pop(start.id, None) is not None:
+        start, trace, implicit = live
+        if start is not None and trace._open.pop(start[0], None) is not None:
             now = _monotonic_ns()
-            duration = now - start.time_ns
-            end = Event(
-                start.id,
-                start.type,
-                _END,
-                start.trace_id,
-                start.parent_id,
-                now,
-                self._freeze(payload),
-                duration,
-                exception,
-                _get_ident(),
-                _task_name(),
+            duration = now - start[5]
+            thread = _get_ident()
+            end: Event = _new_tuple(
+                Event,
+                (
+                    start[0],
+                    start[1],
+                    _END,
+                    start[3],
+                    start[4],
+                    now,
+                    (_proxy(dict(payload)) if not self._masking else self._freeze(payload))
+                    if payload
+                    else EMPTY_PAYLOAD,
+                    duration,
+                    exception,
+                    thread,
+                    start[10] if thread == start[9] else _task_name(),
+                ),
             )
-            trace._durations.setdefault(start.type, []).append(duration)
-            routes = self._routes[start.type]
+            durations = trace._durations.get(start[1])
+            if durations is None:
+                trace._durations[start[1]] = [duration]
+            else:
+                durations.append(duration)
+            routes = self._routes[start[1]]
             if routes is not None:
-                self._deliver(routes[1], end)
-        if live.implicit_trace:
+                inline, background = routes[1]
+                for channel, calls in inline:
+                    for hook, fn in calls:
+                        try:
+                            fn(end)
+                        except Exception as error:
+                            channel.record_error(hook, error)
+                    next(channel._delivered)
+                for channel, calls in background:
+                    channel.submit(calls, end)
+        if implicit:
             self._close_trace(trace)
 
     def _abandon(self, live: _Live) -> None:
-        start = live.start
-        trace = live.trace
+        start, trace, _ = live
         if start is None or trace._open.pop(start.id, None) is None:
             return
         self._host_counts["abandoned"] += 1
@@ -529,10 +567,10 @@ class CallbackManager:
             return
         if trace._open:
             for event_id in list(trace._open):
-                live = self._pending.pop(event_id, None)
+                self._pending.pop(event_id, None)
                 start = trace._open.get(event_id)
                 if start is not None:
-                    self._abandon(live or _Live(start, trace, False, None))
+                    self._abandon((start, trace, False))
         trace.end_time_ns = _monotonic_ns()
         if trace.sampled:
             self._deliver(self._trace_routes[1], trace)
@@ -687,10 +725,21 @@ def _truncate(value: Any, limit: int) -> Any:
     return value
 
 
-@atexit.register
 def _shutdown_all_at_exit() -> None:
     for manager in list(_managers):
         try:
             manager.shutdown()
         except Exception:  # pragma: no cover - never fail interpreter exit
             logger.exception("callbacks: shutdown at exit failed")
+
+
+# Sinks register their own exit teardown later (wandb does at its first init), and atexit runs
+# last-in first-out, so a plain atexit handler would flush into an already finished run.
+# threading's exit hooks run before any atexit handler, as concurrent.futures relies on.
+_register_exit = getattr(threading, "_register_atexit", None)
+try:
+    if _register_exit is None:
+        raise RuntimeError
+    _register_exit(_shutdown_all_at_exit)
+except RuntimeError:  # pragma: no cover - interpreter already shutting down, or no hook
+    atexit.register(_shutdown_all_at_exit)

@@ -62,7 +62,8 @@ DEFAULT_OUTPUT_KEY: dict[EventType, str] = {
 def _frame_of(live: _Live | None) -> tuple[Trace, str] | None:
     if live is None:
         return None
-    return (live.trace, live.start.id if live.start is not None else ROOT)
+    start, trace, _ = live
+    return (trace, start[0] if start is not None else ROOT)
 
 
 def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
@@ -126,12 +127,12 @@ class EventScope:
     def id(self) -> str | None:
         """The event id, once started (``None`` if the trace is sampled out)."""
         live = self._live
-        return live.start.id if live is not None and live.start is not None else None
+        return live[0][0] if live is not None and live[0] is not None else None
 
     @property
     def trace_id(self) -> str | None:
         """The id of the trace this event belongs to, once started."""
-        return self._live.trace.id if self._live is not None else None
+        return self._live[1].id if self._live is not None else None
 
     def on_end(self, payload: Mapping[str, Any] | None = None) -> None:
         """Set (or add to) the payload of the end event."""
@@ -149,7 +150,8 @@ class EventScope:
             return self
         if live is not None:
             self._live = live
-            self._token = manager._frame.set(_frame_of(live))
+            start = live[0]
+            self._token = manager._frame.set((live[1], start[0] if start is not None else ROOT))
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:

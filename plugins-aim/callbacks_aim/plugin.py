@@ -27,6 +27,7 @@ class AimPlugin:
     """Records LLM prompts and responses, chunks, retrievals, latencies and token counts in an
     Aim run. All Aim calls happen on this plugin's background worker."""
 
+    callbacks_name = "aim"
     callbacks_delivery = "background"
 
     def __init__(self) -> None:

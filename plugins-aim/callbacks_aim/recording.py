@@ -16,7 +16,7 @@ from .records import Record, TextRecord
 from .settings import AimSettings, resolve_repo
 
 if TYPE_CHECKING:
-    from aim import Run
+    from aim.sdk.run import Run
 
 __all__ = ["AimRecordError", "AimRecorder", "AimUnavailableError"]
 
@@ -61,23 +61,25 @@ class AimRecorder:
         if not batch:
             return
         run = self._ensure_run()
-        from aim import Text
+        from aim.sdk.objects.text import Text
 
         failures: list[tuple[Record, Exception]] = []
         for rec in batch:
             try:
                 if isinstance(rec, TextRecord):
-                    run.track(Text(rec.text), name=rec.name, step=rec.step, context=dict(rec.context))
+                    run.track(
+                        Text(rec.text), name=rec.name, step=rec.step, context=dict(rec.context)
+                    )
                 else:
                     run.track(rec.value, name=rec.name, step=rec.step, context=dict(rec.context))
-            except Exception as exc:  # noqa: BLE001 - the rest of the batch is still tracked
-                failures.append((rec, exc))
+            except Exception as error:  # the rest of the batch is still tracked
+                failures.append((rec, error))
         if failures:
-            rec, exc = failures[0]
+            first, cause = failures[0]
             raise AimRecordError(
                 f"aim could not track {len(failures)} of {len(batch)} records; first: "
-                f"{rec.name!r} with context {dict(rec.context)!r}: {exc!r}"
-            ) from exc
+                f"{first.name!r} with context {dict(first.context)!r}: {cause!r}"
+            ) from cause
 
     def flush(self) -> None:
         """Wait until a remote repository has received everything tracked so far.
@@ -108,7 +110,7 @@ class AimRecorder:
         if self._open_error is not None:
             raise AimUnavailableError(
                 f"the aim run could not be opened in {self._repo!r}: {self._open_error!r}"
-            ) from self._open_error
+            ) from None  # the first failure was raised with its traceback; don't repeat it
         try:
             self._run = self._open()
         except Exception as exc:
@@ -120,7 +122,7 @@ class AimRecorder:
         return self._run
 
     def _open(self) -> Run:
-        from aim import Run
+        from aim.sdk.run import Run
 
         s = self._settings
         run = Run(

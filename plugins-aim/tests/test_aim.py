@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 from callbacks import CallbackManager, Event, EventPayload, EventType, hookimpl
-from pydantic import ValidationError
-
 from callbacks_aim import AimPlugin, AimSettings
 from callbacks_aim.settings import resolve_repo
+from pydantic import ValidationError
 
 # Aim's SQLAlchemy models use APIs deprecated in SQLAlchemy 2.0; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.MovedIn20Warning")
@@ -61,7 +60,7 @@ class Recorded:
         seq = self.run.get_text_sequence(name, Context(context))
         assert seq is not None, f"no text sequence {name!r} with context {context}"
         steps, (values, *_rest) = seq.data.items_list()
-        return [(step, value.data) for step, value in zip(steps, values)]
+        return [(step, value.data) for step, value in zip(steps, values, strict=True)]
 
     def metric(self, name: str, context: dict[str, str]) -> list[tuple[int, float]]:
         from aim.storage.context import Context
@@ -69,7 +68,7 @@ class Recorded:
         seq = self.run.get_metric(name, Context(context))
         assert seq is not None, f"no metric {name!r} with context {context}"
         steps, (values, *_rest) = seq.data.items_list()
-        return list(zip(steps, values))
+        return list(zip(steps, values, strict=True))
 
     def names(self, kind: str) -> set[str]:
         return {s["name"] for s in self.run.collect_sequence_info((kind,))[kind]}
@@ -81,7 +80,10 @@ def ids(event: Event) -> dict[str, str]:
 
 def _pipeline(cm: CallbackManager) -> str:
     """A small RAG query with the payload shapes LlamaIndex and provider SDKs produce."""
-    with cm.as_trace("query"), cm.event(EventType.QUERY, payload={EventPayload.QUERY_STR: QUESTION}) as query:
+    with (
+        cm.as_trace("query"),
+        cm.event(EventType.QUERY, payload={EventPayload.QUERY_STR: QUESTION}) as query,
+    ):
         with cm.event(EventType.CHUNKING, payload={EventPayload.DOCUMENTS: ["doc"]}) as ev:
             ev.on_end(payload={EventPayload.CHUNKS: ["chunk one", "chunk two", "chunk three"]})
         with cm.event(EventType.RETRIEVE, payload={EventPayload.QUERY_STR: QUESTION}) as ev:
@@ -184,13 +186,20 @@ def test_reported_token_usage_is_recorded_as_metrics(recorded: Recorded) -> None
 
 def test_each_chunk_is_a_text_with_increasing_steps(recorded: Recorded) -> None:
     chunking = recorded.capture.of(EventType.CHUNKING)[0]
-    assert recorded.text("chunk", ids(chunking)) == [(0, "chunk one"), (1, "chunk two"), (2, "chunk three")]
+    assert recorded.text("chunk", ids(chunking)) == [
+        (0, "chunk one"),
+        (1, "chunk two"),
+        (2, "chunk three"),
+    ]
 
 
 def test_retrieved_texts_and_scores_share_steps(recorded: Recorded) -> None:
     retrieve = recorded.capture.of(EventType.RETRIEVE)[0]
     assert recorded.text("query", ids(retrieve)) == [(0, QUESTION)]
-    assert recorded.text("retrieved", ids(retrieve)) == [(0, NODES[0]["text"]), (1, NODES[1]["text"])]
+    assert recorded.text("retrieved", ids(retrieve)) == [
+        (0, NODES[0]["text"]),
+        (1, NODES[1]["text"]),
+    ]
     assert recorded.metric("retrieval_score", ids(retrieve)) == [(0, 0.91), (1, 0.42)]
 
 

@@ -9,8 +9,8 @@ resolves them only when they are kept.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from callbacks import payloads
 from callbacks.events import EventPayload, EventType
@@ -35,7 +35,7 @@ __all__ = [
     "trace_attributes",
 ]
 
-AttributeInput = Union[str, bool, int, float, tuple[Any, ...], Callable[[], Any]]
+AttributeInput = str | bool | int | float | tuple[Any, ...] | Callable[[], Any]
 Attributes = dict[str, AttributeInput]
 
 _KINDS: dict[EventType, OpenInferenceSpanKindValues] = {
@@ -73,7 +73,7 @@ def _text_or_json(value: Any) -> tuple[str, str]:
 class _Payload:
     """The start and end payloads of one event, read together (start first for inputs)."""
 
-    __slots__ = ("start", "end")
+    __slots__ = ("end", "start")
 
     def __init__(self, start: Mapping[str, Any] | None, end: Mapping[str, Any] | None) -> None:
         self.start = start if start is not None else _EMPTY
@@ -115,7 +115,9 @@ def _sub_question(value: Any) -> tuple[str | None, str | None]:
     question = None
     if sub_q is not None:
         question = (
-            sub_q.get("sub_question") if isinstance(sub_q, Mapping) else getattr(sub_q, "sub_question", None)
+            sub_q.get("sub_question")
+            if isinstance(sub_q, Mapping)
+            else getattr(sub_q, "sub_question", None)
         )
     question = question or get("sub_question") or get("question")
     answer = get("answer")
@@ -167,7 +169,9 @@ def _output_value(event_type: EventType, p: _Payload) -> Any:
             return answer
     result = p.output(EventPayload.FUNCTION_OUTPUT)
     if result is not None:
-        return result if isinstance(result, (str, Mapping, list, tuple)) else payloads.text_of(result)
+        return (
+            result if isinstance(result, (str, Mapping, list, tuple)) else payloads.text_of(result)
+        )
     if event_type not in (EventType.RETRIEVE, EventType.RERANKING, EventType.EMBEDDING):
         for key in (EventPayload.NODES, EventPayload.CHUNKS, EventPayload.DOCUMENTS):
             value = p.end.get(key)
@@ -232,7 +236,11 @@ def _response_message(p: _Payload) -> list[payloads.Message]:
         response = p.end.get(key)
         if response is None:
             continue
-        message = response.get("message") if isinstance(response, Mapping) else getattr(response, "message", None)
+        message = (
+            response.get("message")
+            if isinstance(response, Mapping)
+            else getattr(response, "message", None)
+        )
         if message is not None and not isinstance(message, str):
             return payloads.messages_of([message])
         text = payloads.text_of(response)
@@ -274,7 +282,11 @@ def _llm(out: Attributes, p: _Payload) -> None:
     else:
         prompt = p.input(EventPayload.PROMPT)
         if prompt is not None:
-            _messages(out, SpanAttributes.LLM_INPUT_MESSAGES, [payloads.Message("user", payloads.text_of(prompt))])
+            _messages(
+                out,
+                SpanAttributes.LLM_INPUT_MESSAGES,
+                [payloads.Message("user", payloads.text_of(prompt))],
+            )
     _messages(out, SpanAttributes.LLM_OUTPUT_MESSAGES, _response_message(p))
     usage = payloads.usage_of(p.end) or payloads.usage_of(p.start)
     if usage is not None:
@@ -285,11 +297,17 @@ def _llm(out: Attributes, p: _Payload) -> None:
     if tools is not None:
         for i, tool in enumerate(tools if isinstance(tools, (list, tuple)) else [tools]):
             schema = _tool_schema(tool) or payloads.to_jsonable(tool)
-            out[f"{SpanAttributes.LLM_TOOLS}.{i}.{ToolAttributes.TOOL_JSON_SCHEMA}"] = _dumps(schema)
+            out[f"{SpanAttributes.LLM_TOOLS}.{i}.{ToolAttributes.TOOL_JSON_SCHEMA}"] = _dumps(
+                schema
+            )
 
 
 def _embedding(out: Attributes, p: _Payload) -> None:
-    model = p.input(EventPayload.EMBEDDING_MODEL_NAME) or payloads.model_of(p.start) or payloads.model_of(p.end)
+    model = (
+        p.input(EventPayload.EMBEDDING_MODEL_NAME)
+        or payloads.model_of(p.start)
+        or payloads.model_of(p.end)
+    )
     if model:
         out[SpanAttributes.EMBEDDING_MODEL_NAME] = str(model)
     texts = payloads.embedding_texts_of(p.end) or payloads.embedding_texts_of(p.start)
@@ -401,16 +419,22 @@ def _function_call(out: Attributes, p: _Payload) -> None:
     if parameters is None and call is not None:
         parameters = _function_arguments(call)
     if parameters is not None:
-        out[SpanAttributes.TOOL_PARAMETERS] = parameters if isinstance(parameters, str) else _dumps(parameters)
+        out[SpanAttributes.TOOL_PARAMETERS] = (
+            parameters if isinstance(parameters, str) else _dumps(parameters)
+        )
 
 
-def template_attributes(start: Mapping[str, Any] | None, end: Mapping[str, Any] | None = None) -> Attributes:
+def template_attributes(
+    start: Mapping[str, Any] | None, end: Mapping[str, Any] | None = None
+) -> Attributes:
     """``llm.prompt_template.*`` from a templating (or LLM) event's payload."""
     p = _Payload(start, end)
     out: Attributes = {}
     template = p.input(EventPayload.TEMPLATE)
     if template is not None:
-        out[SpanAttributes.LLM_PROMPT_TEMPLATE] = payloads.text_of(getattr(template, "template", template))
+        out[SpanAttributes.LLM_PROMPT_TEMPLATE] = payloads.text_of(
+            getattr(template, "template", template)
+        )
     variables = p.input(EventPayload.TEMPLATE_VARS)
     if variables is not None:
         out[SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES] = _dumps(variables)
@@ -442,7 +466,9 @@ def event_attributes(
     if event_type is EventType.RETRIEVE:
         nodes = p.output(EventPayload.NODES)
         if nodes is not None:
-            _documents(out, SpanAttributes.RETRIEVAL_DOCUMENTS, nodes, p.output(EventPayload.SCORES))
+            _documents(
+                out, SpanAttributes.RETRIEVAL_DOCUMENTS, nodes, p.output(EventPayload.SCORES)
+            )
     out.update(template_attributes(p.start, p.end))
     return out
 
@@ -463,5 +489,7 @@ def trace_attributes(attributes: Mapping[str, Any] | None) -> Attributes:
         out[SpanAttributes.METADATA] = metadata if isinstance(metadata, str) else _dumps(metadata)
     tags = attributes.get("tags")
     if tags:
-        out[SpanAttributes.TAG_TAGS] = (str(tags),) if isinstance(tags, str) else tuple(str(t) for t in tags)
+        out[SpanAttributes.TAG_TAGS] = (
+            (str(tags),) if isinstance(tags, str) else tuple(str(t) for t in tags)
+        )
     return out

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -99,7 +99,9 @@ class _TraceIdGenerator(RandomIdGenerator):
         return super().generate_trace_id()
 
 
-def _run_bounded(target: Callable[[], Any], timeout: float, name: str) -> tuple[threading.Thread, bool]:
+def _run_bounded(
+    target: Callable[[], Any], timeout: float, name: str
+) -> tuple[threading.Thread, bool]:
     """Run ``target`` on a daemon thread; wait at most ``timeout`` s. Returns (thread, finished)."""
     thread = threading.Thread(target=_logged(target, name), name=name, daemon=True)
     thread.start()

@@ -25,14 +25,16 @@ _EXTRA_INPUT_KEYS = (
 
 class Masker:
     """Masks attributes exactly as OpenInference instrumentations do, from the settings'
-    ``hide_*`` options, else the ``OPENINFERENCE_HIDE_*`` environment variables (read once, here)."""
+    ``hide_*`` options, else the ``OPENINFERENCE_HIDE_*`` environment variables (read once,
+    here)."""
 
     def __init__(self, settings: OpenInferenceSettings | None = None) -> None:
         from openinference.instrumentation import TraceConfig
 
         known = {f.name for f in dataclasses.fields(TraceConfig)}
         kwargs = settings.trace_config_kwargs() if settings is not None else {}
-        self.config: TraceConfig = TraceConfig(**{k: v for k, v in kwargs.items() if k in known})
+        chosen: dict[str, Any] = {k: v for k, v in kwargs.items() if k in known}
+        self.config: TraceConfig = TraceConfig(**chosen)
 
     def apply(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
         """The attributes to record: hidden ones removed, redacted ones replaced by

@@ -1,4 +1,4 @@
-"""The ``[openinference]`` settings section (``CALLBACKS_OPENINFERENCE__<KEY>`` in the environment)."""
+"""The ``[openinference]`` settings section (``CALLBACKS_OPENINFERENCE__<KEY>`` in the env)."""
 
 from __future__ import annotations
 

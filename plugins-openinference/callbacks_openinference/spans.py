@@ -7,22 +7,31 @@ each event is a child of its parent event's span (or of the root).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from callbacks.events import ROOT, Event, EventPayload, EventType
 from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
-from .attributes import Attributes, event_attributes, template_attributes, trace_attributes
+from .attributes import (
+    Attributes,
+    event_attributes,
+    span_kind,
+    template_attributes,
+    trace_attributes,
+)
 
 if TYPE_CHECKING:
     from .masking import Masker
 
-__all__ = ["EventPair", "TraceInfo", "emit_trace"]
+__all__ = ["EmitResult", "EventPair", "TraceInfo", "emit_trace"]
 
-EventPair = list[Optional[Event]]
+logger = logging.getLogger(__name__)
+
+EventPair = list[Event | None]
 """``[start, end]`` records of one event; either may be missing (``None``)."""
 
 
@@ -69,7 +78,9 @@ def _set_status(span: otel_trace.Span, error: BaseException | None, at_ns: int) 
         span.set_status(otel_trace.Status(otel_trace.StatusCode.OK))
         return
     span.record_exception(error, timestamp=at_ns, escaped=True)
-    span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    span.set_status(
+        otel_trace.Status(otel_trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
+    )
 
 
 def _order(events: Mapping[str, EventPair]) -> dict[str, list[str]]:
@@ -86,15 +97,43 @@ def _order(events: Mapping[str, EventPair]) -> dict[str, list[str]]:
     return children
 
 
+def _attributes_of(
+    record: Event,
+    pair: EventPair,
+    templates: dict[str, Attributes],
+    masker: Masker,
+    common: Attributes,
+) -> dict[str, Any]:
+    start = pair[0].payload if pair[0] is not None else None
+    end = pair[1].payload if pair[1] is not None else None
+    raw = event_attributes(record.type, start, end)
+    if record.type is EventType.TEMPLATING:
+        templates[record.parent_id] = template_attributes(start, end)
+    elif record.type is EventType.LLM and SpanAttributes.LLM_PROMPT_TEMPLATE not in raw:
+        # LlamaIndex formats the prompt in a templating event just before the LLM call.
+        raw.update(templates.pop(record.parent_id, {}))
+    return masker.apply({**raw, **common})
+
+
+class EmitResult:
+    """What :func:`emit_trace` did: spans created, events whose attributes could not be read."""
+
+    __slots__ = ("attribute_errors", "spans")
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self.attribute_errors = 0
+
+
 def emit_trace(
     tracer: otel_trace.Tracer,
     masker: Masker,
     info: TraceInfo,
     events: Mapping[str, EventPair],
     use_trace_id: Callable[[str], None] | None = None,
-) -> int:
+) -> EmitResult:
     """Create and end the spans of one trace: the root span, then one span per event.
-    ``use_trace_id`` makes the next root span take the trace's own id. Returns the span count."""
+    ``use_trace_id`` makes the next root span take the trace's own id."""
     common: Attributes = trace_attributes(info.attributes)
     starts = [_times(p, 0)[0] for p in events.values()]
     ends = [_times(p, 0)[1] for p in events.values()]
@@ -113,7 +152,8 @@ def emit_trace(
         start_time=root_start,
     )
     root_context = otel_trace.set_span_in_context(root)
-    count = 1
+    result = EmitResult()
+    result.spans = 1
     top_error: BaseException | None = None
     stack: list[tuple[str, Any]] = [(i, root_context) for i in reversed(children[ROOT])]
     templates: dict[str, Attributes] = {}
@@ -122,27 +162,24 @@ def emit_trace(
         pair = events[event_id]
         record: Event = pair[0] or pair[1]  # type: ignore[assignment]
         start_ns, end_ns = _times(pair, root_end)
-        raw = event_attributes(
-            record.type,
-            pair[0].payload if pair[0] is not None else None,
-            pair[1].payload if pair[1] is not None else None,
-        )
-        if record.type is EventType.TEMPLATING:
-            templates[record.parent_id] = template_attributes(
-                pair[0].payload if pair[0] is not None else None,
-                pair[1].payload if pair[1] is not None else None,
+        try:
+            attributes = _attributes_of(record, pair, templates, masker, common)
+        except Exception:
+            # One odd payload must not cost the whole trace: keep the span, log and count.
+            logger.exception(
+                "callbacks-openinference: attributes of a %s event failed", record.type
             )
-        elif record.type is EventType.LLM and SpanAttributes.LLM_PROMPT_TEMPLATE not in raw:
-            # LlamaIndex formats the prompt in a templating event just before the LLM call.
-            raw.update(templates.pop(record.parent_id, {}))
-        attributes = masker.apply({**raw, **common})
+            result.attribute_errors += 1
+            attributes = masker.apply(
+                {**common, SpanAttributes.OPENINFERENCE_SPAN_KIND: span_kind(record.type)}
+            )
         span = tracer.start_span(
             record.type.value, context=parent_context, start_time=start_ns, attributes=attributes
         )
         error = _error_of(pair)
         _set_status(span, error, end_ns)
         span.end(end_time=end_ns)
-        count += 1
+        result.spans += 1
         recorded[event_id] = attributes
         if record.parent_id not in events and error is not None:
             top_error = error
@@ -154,10 +191,12 @@ def emit_trace(
     root.set_status(
         otel_trace.Status(otel_trace.StatusCode.OK)
         if top_error is None
-        else otel_trace.Status(otel_trace.StatusCode.ERROR, f"{type(top_error).__name__}: {top_error}")
+        else otel_trace.Status(
+            otel_trace.StatusCode.ERROR, f"{type(top_error).__name__}: {top_error}"
+        )
     )
     root.end(end_time=root_end)
-    return count
+    return result
 
 
 def _root_attributes(

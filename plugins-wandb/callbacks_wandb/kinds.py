@@ -34,7 +34,7 @@ WANDB_KINDS: dict[str, str] = {
 
 
 def span_kind(event_type: EventType | str) -> str:
-    """The project's span kind of an event type; CHAIN for any type not listed, even unknown ones."""
+    """The project's span kind of an event type: CHAIN for unlisted and unknown types."""
     try:
         return SPAN_KINDS.get(EventType(event_type), "CHAIN")
     except ValueError:

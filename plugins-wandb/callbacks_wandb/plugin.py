@@ -1,4 +1,4 @@
-"""The ``wandb`` plugin: hooks that turn events into W&B traces, metrics and a table of LLM calls."""
+"""The ``wandb`` plugin: hooks turning events into W&B traces, metrics and an LLM-calls table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from callbacks import Event, EventType, hookimpl
 
 from .collector import EventPair, TraceCollector
 from .llm_calls import COLUMNS, llm_call
-from .run import RunHandle
+from .run import RunHandle, WandbInitError
 from .settings import WandbSettings
 from .spans import build_tree
 
@@ -31,6 +31,7 @@ class WandbPlugin:
     LLM calls. Every W&B call runs on this plugin's background worker."""
 
     callbacks_delivery = "background"
+    callbacks_name = "wandb"
 
     def __init__(self) -> None:
         self.settings = WandbSettings()
@@ -109,7 +110,9 @@ class WandbPlugin:
                     len(self._collector),
                 )
             if self.discarded:
-                logger.warning("callbacks-wandb: %d event(s) were not logged to W&B", self.discarded)
+                logger.warning(
+                    "callbacks-wandb: %d event(s) were not logged to W&B", self.discarded
+                )
         finally:
             self.run.finish()
 
@@ -120,7 +123,11 @@ class WandbPlugin:
             self.discarded += 1
             return False
         if not self.run.started:
-            self.run.get()
+            try:
+                self.run.get()
+            except WandbInitError:
+                self.discarded += 1
+                raise
             # wandb registers its own exit handler during init, after the host's, so at exit it
             # would finish the run before the host shuts this plugin down (atexit runs last-in
             # first-out). Registering now puts this plugin's shutdown ahead of wandb's.
@@ -136,17 +143,25 @@ class WandbPlugin:
             return
         import wandb
 
-        self.run.log({"llm_calls": wandb.Table(columns=list(COLUMNS), data=[list(r) for r in self._rows])})
+        self.run.log(
+            {"llm_calls": wandb.Table(columns=list(COLUMNS), data=[list(r) for r in self._rows])}
+        )
         self._rows_logged = self._rows_added
 
     def _trace_metrics(self, trace: Trace, pairs: dict[str, EventPair]) -> dict[str, float | int]:
         mode = self.settings.log_payloads
-        calls = [llm_call(p.start, p.end, mode) for p in pairs.values() if p.end is not None and p.end.type == EventType.LLM]
+        calls = [
+            llm_call(p.start, p.end, mode)
+            for p in pairs.values()
+            if p.end is not None and p.end.type == EventType.LLM
+        ]
         tokens = [c.total_tokens for c in calls if c.total_tokens is not None]
         metrics: dict[str, float | int] = {
             "trace/events": len(pairs),
             "trace/llm_calls": len(calls),
-            "trace/errors": sum(1 for p in pairs.values() if p.end is None or p.end.exception is not None),
+            "trace/errors": sum(
+                1 for p in pairs.values() if p.end is None or p.end.exception is not None
+            ),
         }
         if trace.duration_ns is not None:
             metrics["trace/duration_ms"] = trace.duration_ns / 1e6

@@ -99,7 +99,11 @@ def _nodes(value: Any, mode: PayloadMode) -> dict[str, Any]:
     return {
         "num_nodes": len(nodes),
         "nodes": [
-            {"id": n.id, "score": n.score, "text": n.text if mode == "full" else payloads.summarize(n.text, 200)}
+            {
+                "id": n.id,
+                "score": n.score,
+                "text": n.text if mode == "full" else payloads.summarize(n.text, 200),
+            }
             for n in shown
         ],
     }

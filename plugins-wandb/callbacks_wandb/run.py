@@ -75,11 +75,13 @@ class RunHandle:
             )
         except Exception as exc:
             self.failed = exc
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {str(exc).rstrip('.')}"
             secret = wb_settings.get("api_key")
+            shown = reason.replace(secret, "**********") if secret else reason
             error = WandbInitError(
-                f"wandb.init failed with {kwargs}: {reason.replace(secret, '**********') if secret else reason}. "
-                "Fix the [wandb] settings (CALLBACKS_WANDB__*); W&B logging is off until restart."
+                f"wandb.init failed with {kwargs}: {shown}. "
+                "Fix the [wandb] settings (CALLBACKS_WANDB__*), or set mode = 'offline' to log "
+                "without an account; W&B logging is off until restart."
             )
             if secret and secret in reason:
                 # The cause would print the key in the traceback.

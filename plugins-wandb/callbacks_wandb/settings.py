@@ -15,7 +15,9 @@ class WandbSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: str | None = Field(default=None, description="W&B project (wandb's default when unset).")
+    project: str | None = Field(
+        default=None, description="W&B project (wandb's default when unset)."
+    )
     entity: str | None = Field(default=None, description="W&B entity (user or team).")
     run_name: str | None = Field(default=None, description="Display name of the run.")
     tags: list[str] = Field(default_factory=list, description="Run tags.")

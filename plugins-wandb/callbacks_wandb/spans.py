@@ -22,7 +22,9 @@ __all__ = ["build_tree", "children_of", "event_span", "trace_attributes"]
 _NS_PER_MS = 1_000_000
 
 
-def children_of(trace_map: Mapping[str, list[str]], pairs: Mapping[str, EventPair]) -> dict[str, list[str]]:
+def children_of(
+    trace_map: Mapping[str, list[str]], pairs: Mapping[str, EventPair]
+) -> dict[str, list[str]]:
     """Parent id -> child ids: the trace's ``trace_map``, plus any collected event it misses,
     placed under its ``parent_id`` (or under :data:`ROOT` when that parent is unknown)."""
     children = {parent: list(kids) for parent, kids in trace_map.items()}
@@ -48,8 +50,8 @@ def trace_attributes(trace: Trace) -> dict[str, Any]:
 
 def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
     """One span for one event: kind, times, inputs and outputs, status, and token attributes."""
-    from wandb.sdk.data_types.trace_tree import SpanKind, StatusCode
     from wandb.sdk.data_types.trace_tree import Span as WBSpan
+    from wandb.sdk.data_types.trace_tree import SpanKind, StatusCode
 
     start, end = pair.start, pair.end
     event = pair.any
@@ -68,7 +70,9 @@ def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
     failed = end is None or end.exception is not None
     if end is not None and isinstance(end.exception, EventAbandoned):
         attributes["abandoned"] = True
-    inputs, outputs = split_payloads(start.payload if start else None, end.payload if end else None, mode)
+    inputs, outputs = split_payloads(
+        start.payload if start else None, end.payload if end else None, mode
+    )
     span = WBSpan(
         span_id=event_id,
         name=str(event.type),
@@ -83,7 +87,9 @@ def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
     return span
 
 
-def _token_attributes(attributes: dict[str, Any], event_type: EventType | str, payload: Mapping[str, Any]) -> None:
+def _token_attributes(
+    attributes: dict[str, Any], event_type: EventType | str, payload: Mapping[str, Any]
+) -> None:
     if event_type == EventType.LLM:
         model = payloads.model_of(payload)
         if model:
@@ -101,8 +107,8 @@ def _token_attributes(attributes: dict[str, Any], event_type: EventType | str, p
 def build_tree(trace: Trace, pairs: Mapping[str, EventPair], mode: PayloadMode) -> Span:
     """The root span of a trace. With exactly one outermost event, that event's span is the
     root (as in LlamaIndex); otherwise a CHAIN span named after the trace holds them."""
-    from wandb.sdk.data_types.trace_tree import SpanKind, StatusCode
     from wandb.sdk.data_types.trace_tree import Span as WBSpan
+    from wandb.sdk.data_types.trace_tree import SpanKind, StatusCode
 
     children = children_of(trace.trace_map, pairs)
     seen: set[str] = set()

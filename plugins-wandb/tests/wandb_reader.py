@@ -88,7 +88,10 @@ class OfflineRun:
 
     def trace_trees(self, key: str = "trace") -> list[dict[str, Any]]:
         """The root spans of every trace tree logged under ``key``, decoded."""
-        return [json.loads(row[f"{key}/root_span_dumps"]) for row in self.rows_with(f"{key}/root_span_dumps")]
+        return [
+            json.loads(row[f"{key}/root_span_dumps"])
+            for row in self.rows_with(f"{key}/root_span_dumps")
+        ]
 
     def table(self, key: str) -> dict[str, Any]:
         """The latest version of table ``key``: ``{"columns": [...], "data": [[...], ...]}``."""
