@@ -60,6 +60,9 @@ class TokenUsage(NamedTuple):
     """``"openai"``, ``"anthropic"`` or ``"gemini"``."""
 
 
+_MISSING = object()
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name, default)
@@ -94,9 +97,15 @@ def text_of(value: Any) -> str:
                 return content
         except Exception:
             pass
+    if _get(value, "response_gen") is not None:
+        # A streaming response: str() would drain the user's generator. Read only what was
+        # already streamed.
+        return _get(value, "response_txt") or ""
     for attr in ("text", "content", "message", "response", "page_content"):
-        inner = _get(value, attr)
-        if inner is not None and inner is not value:
+        inner = _get(value, attr, _MISSING)
+        if inner is None and attr == "response":
+            return ""
+        if inner is not None and inner is not _MISSING and inner is not value:
             if isinstance(inner, str):
                 return inner
             if attr in ("message", "response", "content"):
