@@ -1,4 +1,4 @@
-"""The :class:`CallbackManager`: times events, keeps each trace's map, and hands events to plugins."""
+"""The :class:`CallbackManager`: times events, keeps each trace's map, hands events to plugins."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from .events import (
 )
 from .plugins import InstalledPlugin, discover, instantiate, select
 from .trace import Trace
-from .tracing import EventScope, NOOP_SCOPE, TraceScope, traced_function
+from .tracing import NOOP_SCOPE, EventScope, TraceScope, _NoopScope, traced_function
 
 __all__ = ["CallbackManager"]
 
@@ -125,7 +125,9 @@ class CallbackManager:
         self._lock = threading.RLock()
         self._closed = False
         self._masking = bool(
-            self.settings.hide_inputs or self.settings.hide_outputs or self.settings.max_payload_chars
+            self.settings.hide_inputs
+            or self.settings.hide_outputs
+            or self.settings.max_payload_chars
         )
         self._host_counts = {"unmatched_ends": 0, "abandoned": 0, "traces": 0, "sampled_out": 0}
         self.installed: list[InstalledPlugin] = []
@@ -174,10 +176,10 @@ class CallbackManager:
                 strict=self.settings.strict,
             )
             channel.settings = settings
+            self._channels[name] = channel
             configure = self._impl(plugin, "callbacks_configure")
             if configure is not None:
                 channel.call_hook("callbacks_configure", configure, settings=settings, manager=self)
-            self._channels[name] = channel
             self._rebuild_routes()
         return name
 
@@ -198,6 +200,11 @@ class CallbackManager:
         """The registered plugin object called ``name``, or ``None``."""
         channel = self._channels.get(name)
         return channel.plugin if channel is not None else None
+
+    def name_of(self, plugin: object) -> str | None:
+        """The name a plugin object is registered under, or ``None``."""
+        channel = self._find_channel(plugin)
+        return channel.name if channel is not None else None
 
     def list_plugins(self) -> dict[str, object]:
         """``{name: plugin}`` for every registered plugin."""
@@ -344,11 +351,11 @@ class CallbackManager:
     def event(
         self,
         event_type: EventType,
-        payload: Mapping[str, Any] | None = None,
+        payload: Mapping[Any, Any] | None = None,
         *,
         event_id: str | None = None,
         parent_id: str | None = None,
-    ) -> EventScope:
+    ) -> EventScope | _NoopScope:
         """A context manager for one event: it starts on entry and ends on exit, with the
         exception attached if the block raised. Call ``scope.on_end(payload=...)`` inside the
         block to set the end payload. When no plugin listens, this costs next to nothing."""
@@ -359,7 +366,7 @@ class CallbackManager:
     def on_event_start(
         self,
         event_type: EventType,
-        payload: Mapping[str, Any] | None = None,
+        payload: Mapping[Any, Any] | None = None,
         event_id: str | None = None,
         parent_id: str | None = None,
         **kwargs: Any,
@@ -389,12 +396,12 @@ class CallbackManager:
     def on_event_end(
         self,
         event_type: EventType,
-        payload: Mapping[str, Any] | None = None,
+        payload: Mapping[Any, Any] | None = None,
         event_id: str | None = None,
         exception: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        """End an event started with :meth:`on_event_start`. An unknown id is counted and ignored."""
+        """End an event started with :meth:`on_event_start`; an unknown id is counted, ignored."""
         entry = self._pending.pop(event_id, None) if event_id is not None else None
         if entry is None:
             if self._routes[event_type] is not None:
@@ -414,7 +421,7 @@ class CallbackManager:
     def _begin(
         self,
         event_type: EventType,
-        payload: Mapping[str, Any] | None,
+        payload: Mapping[Any, Any] | None,
         event_id: str | None,
         parent_id: str | None,
     ) -> _Live | None:
@@ -476,7 +483,7 @@ class CallbackManager:
     def _finish(
         self,
         live: _Live,
-        payload: Mapping[str, Any] | None,
+        payload: Mapping[Any, Any] | None,
         exception: BaseException | None,
     ) -> None:
         start, trace, implicit = live
@@ -552,9 +559,7 @@ class CallbackManager:
     def _open_trace(self, name: str, *, implicit: bool, trace_id: str | None = None) -> Trace:
         rate = self.settings.sample_rate
         sampled = rate >= 1.0 or random.random() < rate
-        trace = Trace(
-            name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled
-        )
+        trace = Trace(name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled)
         self._host_counts["traces"] += 1
         if sampled:
             self._deliver(self._trace_routes[0], trace)
@@ -595,7 +600,7 @@ class CallbackManager:
         return trace
 
     def end_trace(self, name: str | None = None, trace_map: Any = None) -> Trace | None:
-        """End the trace started by :meth:`start_trace` in this context (the outermost call ends it).
+        """End the trace :meth:`start_trace` started in this context (the outermost call ends it).
         Returns the trace, or ``None`` when no trace is active."""
         frame = self._frame.get()
         if frame is None or frame[0].end_time_ns is not None:
@@ -685,13 +690,17 @@ class CallbackManager:
         return ok
 
     def _shutdown_channel(self, channel: PluginChannel, deadline: float, timeout: float) -> bool:
-        fn = self._impl(channel.plugin, "callbacks_shutdown") if self._pm.is_registered(
-            channel.plugin
-        ) else getattr(channel.plugin, "callbacks_shutdown", None)
+        fn = (
+            self._impl(channel.plugin, "callbacks_shutdown")
+            if self._pm.is_registered(channel.plugin)
+            else getattr(channel.plugin, "callbacks_shutdown", None)
+        )
         action = None
         if fn is not None:
+
             def action(c: PluginChannel = channel, f: Callable[..., Any] = fn) -> None:
                 c.call_hook("callbacks_shutdown", f, timeout=max(0.0, deadline - time.monotonic()))
+
         finished = channel.run_on_worker(action, max(0.0, deadline - time.monotonic()))
         stopped = channel.stop(max(0.0, deadline - time.monotonic()))
         if not (finished and stopped):

@@ -18,6 +18,7 @@ __all__ = [
     "Message",
     "NodeView",
     "TokenUsage",
+    "assistant_message_of",
     "completion_of",
     "embedding_texts_of",
     "messages_of",
@@ -42,12 +43,14 @@ class NodeView(NamedTuple):
 
 
 class Message(NamedTuple):
-    """A chat message reduced to role and content (plus tool calls and name, when present)."""
+    """A chat message reduced to role and content (plus tool calls, name and the id of the tool
+    call it answers, when present)."""
 
     role: str
     content: str
     tool_calls: tuple[Mapping[str, Any], ...] = ()
     name: str | None = None
+    tool_call_id: str | None = None
 
 
 class TokenUsage(NamedTuple):
@@ -97,6 +100,8 @@ def text_of(value: Any) -> str:
                 return content
         except Exception:
             pass
+    if _get(value, "role") is not None and _get(value, "content", _MISSING) is None:
+        return ""  # a chat message that only calls tools
     if _get(value, "response_gen") is not None:
         # A streaming response: str() would drain the user's generator. Read only what was
         # already streamed.
@@ -123,7 +128,7 @@ def _json_or_str(value: Any) -> str:
 
 
 def nodes_of(value: Any, scores: Iterable[Any] | None = None) -> list[NodeView]:
-    """Nodes from a list of strings, dicts, LlamaIndex ``NodeWithScore``/``TextNode`` or documents."""
+    """Nodes from strings, dicts, LlamaIndex ``NodeWithScore``/``TextNode`` or documents."""
     if value is None:
         return []
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
@@ -186,17 +191,21 @@ def messages_of(value: Any) -> list[Message]:
             content = text_of(blocks) if blocks else ""
         elif not isinstance(content, str):
             content = text_of(content)
+        extra = _get(item, "additional_kwargs") or {}
+        if not isinstance(extra, Mapping):
+            extra = {}
         tool_calls = _get(item, "tool_calls")
         if tool_calls is None:
-            extra = _get(item, "additional_kwargs") or {}
-            tool_calls = extra.get("tool_calls") if isinstance(extra, Mapping) else None
+            tool_calls = extra.get("tool_calls")
         name = _get(item, "name")
+        call_id = _get(item, "tool_call_id") or extra.get("tool_call_id")
         out.append(
             Message(
                 _role_of(item),
                 content,
                 tuple(to_jsonable(t) for t in tool_calls or ()),
                 str(name) if name is not None else None,
+                str(call_id) if call_id is not None else None,
             )
         )
     return out
@@ -224,8 +233,24 @@ def completion_of(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
+def assistant_message_of(payload: Mapping[str, Any]) -> Message | None:
+    """The assistant's reply of an LLM event: its text (``""`` when the reply only calls tools)
+    and its tool calls; ``None`` when the event carries no reply."""
+    if payload.get(EventPayload.COMPLETION) is None:
+        response = payload.get(EventPayload.RESPONSE)
+        message = None if isinstance(response, str) else _get(response, "message")
+        if message is not None:
+            reply = messages_of([message])[0]
+            calls = reply.tool_calls or tuple(tool_calls_of(payload))
+            return reply._replace(role="assistant", tool_calls=calls)
+    text = completion_of(payload)
+    if text is None:
+        return None
+    return Message("assistant", text, tuple(tool_calls_of(payload)))
+
+
 def model_of(payload: Mapping[str, Any]) -> str | None:
-    """The model name: the ``model_name`` key, else ``serialized``'s model, else the raw response's."""
+    """The model name: ``model_name``, else ``serialized``'s model, else the raw response's."""
     name = payload.get(EventPayload.MODEL_NAME)
     if name:
         return str(name)
@@ -270,7 +295,9 @@ def _usage_from(obj: Any) -> TokenUsage | None:
         prompt = prompt or 0
         completion = completion or 0
         total = _as_int(_get(obj, t_key)) if t_key else None
-        return TokenUsage(prompt, completion, total if total is not None else prompt + completion, source)
+        return TokenUsage(
+            prompt, completion, total if total is not None else prompt + completion, source
+        )
     return None
 
 

@@ -1,0 +1,1 @@
+"""Sample documents for ``callbacks demo`` (Markdown files, shipped as package data)."""

@@ -1,0 +1,21 @@
+"""The ``[finetuning]`` settings section (``CALLBACKS_FINETUNING__<KEY>`` in the environment)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DEFAULT_PATH", "FineTuningSettings"]
+
+DEFAULT_PATH = "finetuning_events.jsonl"
+
+
+class FineTuningSettings(BaseModel):
+    """Where the fine-tuning examples go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = DEFAULT_PATH
+    """JSONL file the examples are appended to (relative to the working directory);
+    ``None`` keeps them in memory only."""
+    max_records: int = Field(default=100_000, ge=0)
+    """Examples kept in memory for ``finetuning_events``/``save_finetuning_events``."""
