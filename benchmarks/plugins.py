@@ -1,0 +1,27 @@
+"""No-op plugins: the cost of the host itself, with nothing done in the hooks."""
+
+from __future__ import annotations
+
+from callbacks import Event, hookimpl
+
+__all__ = ["NoopBackground", "NoopInline"]
+
+
+class NoopInline:
+    """Implements both generic event hooks and does nothing, on the caller's thread."""
+
+    callbacks_delivery = "inline"
+
+    @hookimpl
+    def on_event_start(self, event: Event) -> None:
+        """Does nothing."""
+
+    @hookimpl
+    def on_event_end(self, event: Event) -> None:
+        """Does nothing."""
+
+
+class NoopBackground(NoopInline):
+    """The same, on the plugin's own worker thread."""
+
+    callbacks_delivery = "background"
