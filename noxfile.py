@@ -45,7 +45,9 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Overhead benchmark against LlamaIndex, LangChain and the OpenTelemetry SDK."""
     session.install(".", *PLUGIN_DISTS.values(), *PEERS)
-    session.run("python", "-m", "benchmarks.run", "--out", "benchmarks/RESULTS.md", *session.posargs)
+    session.run(
+        "python", "-m", "benchmarks.run", "--out", "benchmarks/RESULTS.md", *session.posargs
+    )
 
 
 def _plugin_session(name: str, path: str) -> None:

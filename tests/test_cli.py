@@ -27,7 +27,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 def test_version_and_help(tmp_path) -> None:
     version = run_cli("--version", cwd=tmp_path)
-    assert version.returncode == 0 and version.stdout.strip() == f"callbacks {callbacks.__version__}"
+    assert (
+        version.returncode == 0 and version.stdout.strip() == f"callbacks {callbacks.__version__}"
+    )
     helped = run_cli("--help", cwd=tmp_path)
     assert helped.returncode == 0
     for command in ("plugins", "config", "demo"):

@@ -28,8 +28,11 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_source_priority_code_env_toml_pyproject_default(clean_env, tmp_path) -> None:
-    _write(tmp_path / "pyproject.toml", "[tool.callbacks]\nqueue_size = 4\nshutdown_timeout = 4\n"
-           "sample_rate = 0.4\nstrict = true\n")
+    _write(
+        tmp_path / "pyproject.toml",
+        "[tool.callbacks]\nqueue_size = 4\nshutdown_timeout = 4\n"
+        "sample_rate = 0.4\nstrict = true\n",
+    )
     _write(tmp_path / "callbacks.toml", "queue_size = 3\nshutdown_timeout = 3\nsample_rate = 0.3\n")
     clean_env.setenv("CALLBACKS_QUEUE_SIZE", "2")
     clean_env.setenv("CALLBACKS_SHUTDOWN_TIMEOUT", "2")
@@ -51,7 +54,7 @@ def test_callbacks_config_env_var_names_the_toml_file(clean_env, tmp_path) -> No
     clean_env.setenv("CALLBACKS_CONFIG", str(custom))
     assert load_config().host.queue_size == 9
     clean_env.setenv("CALLBACKS_CONFIG", str(tmp_path / "missing.toml"))
-    with pytest.raises(ConfigError, match="CALLBACKS_CONFIG.*not a file"):
+    with pytest.raises(ConfigError, match=r"CALLBACKS_CONFIG.*not a file"):
         load_config()
 
 
@@ -75,13 +78,15 @@ def test_bad_toml_value_names_file_and_key(clean_env, tmp_path) -> None:
 
 def test_bad_pyproject_value_names_table(clean_env, tmp_path) -> None:
     _write(tmp_path / "pyproject.toml", "[tool.callbacks]\nsample_rate = 2\n")
-    with pytest.raises(ConfigError, match=r"\[tool.callbacks\] sample_rate.*less than or equal to 1"):
+    with pytest.raises(
+        ConfigError, match=r"\[tool.callbacks\] sample_rate.*less than or equal to 1"
+    ):
         load_config()
 
 
 def test_unknown_host_key_is_an_error(clean_env, tmp_path) -> None:
     _write(tmp_path / "callbacks.toml", "queue_sise = 3\n")
-    with pytest.raises(ConfigError, match="unknown key 'queue_sise'.*queue_size"):
+    with pytest.raises(ConfigError, match=r"unknown key 'queue_sise'.*queue_size"):
         load_config()
 
 
@@ -170,7 +175,9 @@ def test_plugin_section_is_validated_before_any_event_flows(clean_env, tmp_path)
 
 def test_unknown_key_in_plugin_section_is_an_error(clean_env) -> None:
     clean_env.setenv("CALLBACKS_EXAMPLE__GREETNG", "hi")
-    with pytest.raises(ConfigError, match="unknown key 'greetng'.*CALLBACKS_EXAMPLE__GREETNG.*greeting"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'greetng'.*CALLBACKS_EXAMPLE__GREETNG.*greeting"
+    ):
         CallbackManager(load_entrypoints=True)
 
 
@@ -211,7 +218,9 @@ def test_secret_values_never_appear_in_errors(clean_env) -> None:
 def test_code_config_reaches_an_explicit_plugin(clean_env) -> None:
     import callbacks_example
 
-    cm = CallbackManager(plugins=[callbacks_example.ExamplePlugin], config={"example": {"limit": 42}})
+    cm = CallbackManager(
+        plugins=[callbacks_example.ExamplePlugin], config={"example": {"limit": 42}}
+    )
     try:
         assert list(cm.list_plugins()) == ["example"]
         assert cm.get_plugin("example").settings.limit == 42

@@ -24,7 +24,9 @@ def _shape(trace, events) -> list[tuple[EventType, object]]:
         for child in children:
             assert by_id[child].parent_id == parent
     assert sum(len(c) for c in trace.trace_map.values()) == len(starts)
-    return [(e.type, by_id[e.parent_id].type if e.parent_id in by_id else e.parent_id) for e in starts]
+    return [
+        (e.type, by_id[e.parent_id].type if e.parent_id in by_id else e.parent_id) for e in starts
+    ]
 
 
 async def _async_query(cm: CallbackManager, i: int):

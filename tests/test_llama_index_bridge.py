@@ -4,6 +4,7 @@ MockEmbedding stand in for the user's models)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import subprocess
 import sys
@@ -16,19 +17,6 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-import callbacks
-from callbacks import (
-    ROOT,
-    CallbackManager,
-    Event,
-    EventPayload,
-    EventType,
-    Trace,
-    hookimpl,
-    payloads,
-)
-from callbacks.integrations import llama_index as bridge
-from callbacks.integrations.llama_index import CallbacksHandler
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.base.response.schema import Response, StreamingResponse
 from llama_index.core.callbacks import CallbackManager as LlamaCallbackManager
@@ -52,6 +40,20 @@ from llama_index.core.query_engine import SubQuestionQueryEngine
 from llama_index.core.question_gen import LLMQuestionGenerator
 from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.core.tools import QueryEngineTool, ToolMetadata
+
+import callbacks
+from callbacks import (
+    ROOT,
+    CallbackManager,
+    Event,
+    EventPayload,
+    EventType,
+    Trace,
+    hookimpl,
+    payloads,
+)
+from callbacks.integrations import llama_index as bridge
+from callbacks.integrations.llama_index import CallbacksHandler
 
 DOCS = [
     Document(text=f"Document {i} is about topic {i}. It says {i} plus {i} is {2 * i}. " * 4)
@@ -306,7 +308,7 @@ def test_payloads_stay_llama_index_objects_keyed_by_plain_strings(run: SimpleNam
 
 def test_debug_plugin_pairs_equal_llama_debug_handler_pairs(run: SimpleNamespace) -> None:
     callbacks_debug = pytest.importorskip("callbacks_debug")
-    plugin = callbacks_debug.DebugPlugin(settings=callbacks_debug.DebugSettings(print_trace=False))
+    plugin = callbacks_debug.DebugPlugin(stream=io.StringIO())
     run.manager.register(plugin)
     run.debug.flush_event_logs()
     run.index.as_query_engine().query("What is topic 1 about?")

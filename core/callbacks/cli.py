@@ -42,10 +42,12 @@ def _plugin_rows() -> list[dict[str, Any]]:
 
 
 def _print_table(rows: list[list[str]], headers: list[str], out: TextIO) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
     for row in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
@@ -88,8 +90,14 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(
             json.dumps(
-                [{"key": k, "value": json.loads(_shown(v)) if not isinstance(v, str) else v,
-                  "source": s} for k, v, s in rows],
+                [
+                    {
+                        "key": k,
+                        "value": json.loads(_shown(v)) if not isinstance(v, str) else v,
+                        "source": s,
+                    }
+                    for k, v, s in rows
+                ],
                 indent=2,
                 default=str,
             )
@@ -111,7 +119,9 @@ def _shown(value: Any) -> str:
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from .demo import run_demo
 
-    run_demo(questions=args.questions, concurrency=args.concurrency, out_dir=Path(args.out), stream=out)
+    run_demo(
+        questions=args.questions, concurrency=args.concurrency, out_dir=Path(args.out), stream=out
+    )
     return 0
 
 
@@ -126,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"callbacks {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    plugins = commands.add_parser("plugins", help="list installed plugins and whether they are active")
+    plugins = commands.add_parser(
+        "plugins", help="list installed plugins and whether they are active"
+    )
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(run=_cmd_plugins)
 
@@ -134,10 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--json", action="store_true", help="machine-readable output")
     config.set_defaults(run=_cmd_config)
 
-    demo = commands.add_parser("demo", help="run the offline demo pipeline through every active plugin")
+    demo = commands.add_parser(
+        "demo", help="run the offline demo pipeline through every active plugin"
+    )
     demo.add_argument("--questions", type=int, default=3, help="questions to answer (default 3)")
     demo.add_argument("--concurrency", type=int, default=1, help="questions run at once (asyncio)")
-    demo.add_argument("--out", default="callbacks-out", help="output directory (default callbacks-out)")
+    demo.add_argument(
+        "--out", default="callbacks-out", help="output directory (default callbacks-out)"
+    )
     demo.set_defaults(run=_cmd_demo)
     return parser
 

@@ -8,6 +8,7 @@ Sources, highest priority first: arguments in code, environment variables (``CAL
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -44,7 +45,9 @@ class HostSettings(BaseModel):
     plugins: list[str] | None = Field(
         None, description="Active plugins; unset = every installed plugin, [] = none."
     )
-    disable: list[str] = Field(default_factory=list, description="Plugins removed from the active set.")
+    disable: list[str] = Field(
+        default_factory=list, description="Plugins removed from the active set."
+    )
     queue_size: int = Field(16384, ge=1, description="Bounded queue length per background plugin.")
     overflow: Literal["drop_newest", "drop_oldest"] = Field(
         "drop_newest", description="What a full queue drops (always counted)."
@@ -62,7 +65,9 @@ class HostSettings(BaseModel):
 class _TomlSchema(BaseSettings):
     """Only tells pydantic-settings' TOML sources where ``[tool.callbacks]`` is; never built."""
 
-    model_config = SettingsConfigDict(extra="allow", pyproject_toml_table_header=("tool", "callbacks"))
+    model_config = SettingsConfigDict(
+        extra="allow", pyproject_toml_table_header=("tool", "callbacks")
+    )
 
 
 @dataclass(frozen=True)
@@ -123,9 +128,7 @@ class Config:
                     f"plugin {plugin!r} takes no settings, but {where} sets {sorted(raw)}"
                 )
             return None
-        known = set(model.model_fields) | {
-            f.alias for f in model.model_fields.values() if f.alias
-        }
+        known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
         for key in raw:
             if key not in known:
                 origin = origins.get(key, Origin("default"))
@@ -221,7 +224,9 @@ def _plugin_sections_from_env(
     return sections, origins
 
 
-def _toml_sources(environ: Mapping[str, str], cwd: Path) -> list[tuple[str, Path, tuple[str, ...], dict[str, Any]]]:
+def _toml_sources(
+    environ: Mapping[str, str], cwd: Path
+) -> list[tuple[str, Path, tuple[str, ...], dict[str, Any]]]:
     found: list[tuple[str, Path, tuple[str, ...], dict[str, Any]]] = []
     explicit = environ.get(CONFIG_PATH_ENV)
     toml_path = Path(explicit) if explicit else cwd / "callbacks.toml"
@@ -277,7 +282,8 @@ def load_config(
                     host_values[key] = value
                     host_origins[key] = origin_of(key)
             elif isinstance(value, Mapping):
-                take_section(key.lower(), value, lambda k, p=key.lower(): section_origin_of(p, k))
+                plugin = key.lower()
+                take_section(plugin, value, functools.partial(section_origin_of, plugin))
             else:
                 raise ConfigError(
                     f"unknown key {key!r} in {origin_of(key).describe()}; host keys are: "
@@ -300,7 +306,9 @@ def load_config(
     for kind, path, table, data in _toml_sources(environ, cwd):
         take(
             data,
-            lambda k, path=path, table=table, kind=kind: Origin(kind, _toml_key_path(path, table, (k,))),
+            lambda k, path=path, table=table, kind=kind: Origin(
+                kind, _toml_key_path(path, table, (k,))
+            ),
             lambda p, k, path=path, table=table, kind=kind: Origin(
                 kind, _toml_key_path(path, table, (p, k))
             ),

@@ -141,7 +141,7 @@ class PluginChannel:
 
     def raise_pending_strict_error(self) -> None:
         """In strict mode, raise (once) a :class:`HandlerError` for an error that a background hook
-    raised on the worker."""
+        raised on the worker."""
         error, self._pending_strict = self._pending_strict, None
         if error is not None:
             raise error

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "EMPTY_PAYLOAD",
@@ -194,5 +195,5 @@ class Event(NamedTuple):
 
 
 def wall_time_ns(monotonic_ns: int) -> int:
-    """Convert a ``time.monotonic_ns()`` reading of this process to wall-clock ns since the epoch."""
+    """Wall-clock ns since the epoch for a ``time.monotonic_ns()`` reading of this process."""
     return _WALL_ANCHOR_NS + (monotonic_ns - _MONO_ANCHOR_NS)

@@ -41,19 +41,19 @@ class Trace:
     """
 
     __slots__ = (
-        "id",
-        "name",
-        "start_time_ns",
-        "end_time_ns",
-        "attributes",
-        "implicit",
-        "sampled",
-        "_map",
-        "_open",
-        "_durations",
-        "_previous_frame",
-        "_nesting",
         "__weakref__",
+        "_durations",
+        "_map",
+        "_nesting",
+        "_open",
+        "_previous_frame",
+        "attributes",
+        "end_time_ns",
+        "id",
+        "implicit",
+        "name",
+        "sampled",
+        "start_time_ns",
     )
 
     def __init__(

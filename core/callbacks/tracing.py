@@ -11,7 +11,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .events import ROOT, EventPayload, EventType
 
@@ -85,16 +85,16 @@ class _NoopScope:
     def __enter__(self) -> _NoopScope:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         return False
 
     async def __aenter__(self) -> _NoopScope:
         return self
 
-    async def __aexit__(self, *exc: object) -> bool:
+    async def __aexit__(self, *exc: object) -> Literal[False]:
         return False
 
-    def on_end(self, payload: Mapping[str, Any] | None = None) -> None:
+    def on_end(self, payload: Mapping[Any, Any] | None = None) -> None:
         """Ignored."""
 
 
@@ -104,13 +104,22 @@ NOOP_SCOPE = _NoopScope()
 class EventScope:
     """One event as a context manager (sync or async). Use :meth:`on_end` to set the end payload."""
 
-    __slots__ = ("_manager", "_type", "_payload", "_event_id", "_parent_id", "_end", "_live", "_token")
+    __slots__ = (
+        "_end",
+        "_event_id",
+        "_live",
+        "_manager",
+        "_parent_id",
+        "_payload",
+        "_token",
+        "_type",
+    )
 
     def __init__(
         self,
         manager: CallbackManager,
         event_type: EventType,
-        payload: Mapping[str, Any] | None,
+        payload: Mapping[Any, Any] | None,
         event_id: str | None,
         parent_id: str | None,
     ) -> None:
@@ -134,7 +143,7 @@ class EventScope:
         """The id of the trace this event belongs to, once started."""
         return self._live[1].id if self._live is not None else None
 
-    def on_end(self, payload: Mapping[str, Any] | None = None) -> None:
+    def on_end(self, payload: Mapping[Any, Any] | None = None) -> None:
         """Set (or add to) the payload of the end event."""
         if payload:
             self._end = {**self._end, **payload} if self._end else payload
@@ -154,7 +163,7 @@ class EventScope:
             self._token = manager._frame.set((live[1], start[0] if start is not None else ROOT))
         return self
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
         if self._token is not None:
             _reset(self._manager._frame, self._token)
             self._token = None
@@ -171,14 +180,16 @@ class EventScope:
     async def __aenter__(self) -> EventScope:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+    async def __aexit__(
+        self, exc_type: object, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
 
 class TraceScope:
     """One trace as a context manager (sync or async); it yields the :class:`Trace`."""
 
-    __slots__ = ("_manager", "_name", "_trace_id", "_trace", "_token")
+    __slots__ = ("_manager", "_name", "_token", "_trace", "_trace_id")
 
     def __init__(self, manager: CallbackManager, name: str, trace_id: str | None) -> None:
         self._manager = manager
@@ -198,7 +209,7 @@ class TraceScope:
         self._token = manager._frame.set((trace, ROOT))
         return trace
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self._token is None:
             return False
         _reset(self._manager._frame, self._token)
@@ -213,7 +224,7 @@ class TraceScope:
     async def __aenter__(self) -> Trace:
         return self.__enter__()
 
-    async def __aexit__(self, *exc: object) -> bool:
+    async def __aexit__(self, *exc: object) -> Literal[False]:
         return self.__exit__(*exc)
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from callbacks import CallbackManager, Event, EventPayload, EventType, hookimpl
 from callbacks_aim import AimPlugin, AimSettings
 from callbacks_aim.settings import resolve_repo
-from pydantic import ValidationError
 
 # Aim's SQLAlchemy models use APIs deprecated in SQLAlchemy 2.0; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.MovedIn20Warning")

@@ -12,8 +12,6 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from callbacks import payloads
-from callbacks.events import EventPayload, EventType
 from openinference.semconv.trace import (
     DocumentAttributes,
     EmbeddingAttributes,
@@ -25,6 +23,9 @@ from openinference.semconv.trace import (
     ToolAttributes,
     ToolCallAttributes,
 )
+
+from callbacks import payloads
+from callbacks.events import EventPayload, EventType
 
 __all__ = [
     "AttributeInput",

@@ -13,8 +13,9 @@ from callbacks import hookimpl
 from .settings import OpenInferenceSettings
 
 if TYPE_CHECKING:
-    from callbacks.events import Event
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from callbacks.events import Event
 
     from .exporting import SpanSink
     from .masking import Masker

@@ -11,10 +11,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from callbacks.events import ROOT, Event, EventPayload, EventType
 from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
+
+from callbacks.events import ROOT, Event, EventPayload, EventType
 
 from .attributes import (
     Attributes,

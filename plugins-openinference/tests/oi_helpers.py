@@ -6,12 +6,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from callbacks import CallbackManager, Event, EventPayload, EventType, Trace, hookimpl
-from callbacks_openinference import OpenInferencePlugin, using_attributes
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from callbacks import CallbackManager, Event, EventPayload, EventType, Trace, hookimpl
+from callbacks_openinference import OpenInferencePlugin, using_attributes
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}
 VECTOR = [0.25, -0.5, 1.0]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from oi_helpers import memory_manager, plugin_of
+from openinference.instrumentation import get_attributes_from_context
+
 from callbacks import EventPayload, EventType
 from callbacks_openinference import (
     using_attributes,
@@ -12,8 +15,6 @@ from callbacks_openinference import (
     using_tags,
     using_user,
 )
-from oi_helpers import memory_manager, plugin_of
-from openinference.instrumentation import get_attributes_from_context
 
 
 def test_helpers_tag_every_span_of_the_trace() -> None:

@@ -7,10 +7,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from callbacks import CallbackManager
-from callbacks_openinference import OpenInferencePlugin
 from oi_helpers import OTLPReceiver, plugin_of, run_pipeline
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from callbacks import CallbackManager
+from callbacks_openinference import OpenInferencePlugin
 
 
 def _otlp_manager(endpoint: str, **config: object) -> CallbackManager:

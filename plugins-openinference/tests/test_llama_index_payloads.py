@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from callbacks import EventPayload, EventType
 from oi_helpers import memory_manager, plugin_of
 from pydantic import BaseModel
+
+from callbacks import EventPayload, EventType
 
 schema = pytest.importorskip("llama_index.core.schema")
 llm_types = pytest.importorskip("llama_index.core.base.llms.types")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-from callbacks import CallbackManager, ConfigError, EventPayload, EventType
-from callbacks_openinference import OpenInferencePlugin, OpenInferenceSettings
-from callbacks_openinference.settings import DEFAULT_ENDPOINT
 from oi_helpers import plugin_of
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from callbacks import CallbackManager, ConfigError, EventPayload, EventType
+from callbacks_openinference import OpenInferencePlugin, OpenInferenceSettings
+from callbacks_openinference.settings import DEFAULT_ENDPOINT
 
 
 @pytest.fixture(autouse=True)

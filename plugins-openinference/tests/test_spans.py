@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
-from callbacks import EventAbandoned, EventPayload, EventType
 from oi_helpers import SCHEMA, VECTOR, Recorder, memory_manager, plugin_of, run_pipeline
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+
+from callbacks import EventAbandoned, EventPayload, EventType
 
 
 class Run(NamedTuple):

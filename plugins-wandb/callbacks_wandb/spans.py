@@ -14,8 +14,9 @@ from .llm_calls import status_of
 from .results import PayloadMode, split_payloads
 
 if TYPE_CHECKING:
-    from callbacks import Trace
     from wandb.sdk.data_types.trace_tree import Span
+
+    from callbacks import Trace
 
 __all__ = ["build_tree", "children_of", "event_span", "trace_attributes"]
 

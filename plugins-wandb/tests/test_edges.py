@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 import wandb
+from wandb_reader import find_run_file, read_run
+
 from callbacks import Event, EventAbandoned, EventPayload, EventPhase, EventType
 from callbacks_wandb import WandbPlugin, WandbSettings
 from callbacks_wandb.kinds import span_kind, wandb_kind
 from callbacks_wandb.results import SUMMARY_CHARS, split_payloads
-from wandb_reader import find_run_file, read_run
 
 P = EventPayload
 TRACE_ID = "f" * 32

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 import wandb
+from wandb_reader import OfflineRun, find_run_file, read_run
+
 from callbacks import CallbackManager, EventPayload, EventType, Trace, hookimpl, using_attributes
 from callbacks.config import ConfigError
 from callbacks_wandb import WandbPlugin, WandbSettings
 from callbacks_wandb.llm_calls import COLUMNS
-from wandb_reader import OfflineRun, find_run_file, read_run
 
 API_KEY = "k" * 40
 P = EventPayload
