@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
+from .config import load_config
 from .events import EventPayload, EventType
 from .manager import CallbackManager
 from .trace import ContextThreadPoolExecutor, Trace
@@ -433,29 +434,42 @@ class DemoReport:
         return data
 
 
-def _set_env_defaults(out_dir: Path) -> None:
-    """Point optional plugins at ``out_dir`` and keep them offline, unless the user chose."""
+def _set_wandb_env_defaults(out_dir: Path) -> None:
+    """Keep wandb offline and under ``out_dir`` unless the user chose otherwise (wandb itself
+    reads these variables)."""
     wandb_dir = str((out_dir / "wandb").resolve())
     for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
         os.environ.setdefault(name, wandb_dir)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("CALLBACKS_AIM__REPO", str((out_dir / "aim").resolve()))
-    # With no collector listening, the default OTLP exporter would stall on every span.
-    os.environ.setdefault("CALLBACKS_OPENINFERENCE__EXPORTER", "none")
+
+
+def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
+    """The demo's own settings, plus sink defaults for keys the user set in no source: the Aim
+    repository under ``out_dir``, and no OTLP export (with no collector listening, it would
+    fail on every span)."""
+    finetuning = out_dir / "finetuning.jsonl"
+    config: dict[str, Any] = {
+        "finetuning": {"path": str(finetuning)},
+        "debug": {"max_traces": max(100, questions + 1)},
+    }
+    user = load_config().sections
+    sink_defaults = {
+        "aim": {"repo": str((out_dir / "aim").resolve())},
+        "openinference": {"exporter": "none"},
+    }
+    for plugin, defaults in sink_defaults.items():
+        chosen = user.get(plugin, {})
+        picked = {key: value for key, value in defaults.items() if key not in chosen}
+        if picked:
+            config[plugin] = picked
+    return config
 
 
 def _build_manager(out_dir: Path, questions: int) -> CallbackManager:
-    _set_env_defaults(out_dir)
-    finetuning = out_dir / "finetuning.jsonl"
-    finetuning.unlink(missing_ok=True)  # the plugin appends; one run, one file
-    return CallbackManager(
-        load_entrypoints=True,
-        config={
-            "finetuning": {"path": str(finetuning)},
-            "debug": {"max_traces": max(100, questions + 1)},
-        },
-    )
+    _set_wandb_env_defaults(out_dir)
+    (out_dir / "finetuning.jsonl").unlink(missing_ok=True)  # the plugin appends; one run, one file
+    return CallbackManager(load_entrypoints=True, config=_demo_config(out_dir, questions))
 
 
 def _run_async(coro_factory: Any) -> Any:
@@ -480,7 +494,7 @@ def run_demo(
     asyncio), then print the timing table and token counts and write ``summary.json`` to
     ``out_dir``. Without ``manager``, one is built with every installed, active plugin (the
     fine-tuning JSONL goes to ``out_dir``) and shut down at the end; optional plugins are pointed
-    at ``out_dir`` through environment defaults (``WANDB_*``, ``CALLBACKS_AIM__REPO``,
+    at ``out_dir`` through defaults the user did not override (``WANDB_*``, the aim repo,
     ``CALLBACKS_OPENINFERENCE__EXPORTER=none``) unless those are already set. A given
     ``manager`` is used as is (its debug plugin prints where it was set up to) and left open."""
     if questions < 1 or concurrency < 1:
@@ -594,7 +608,7 @@ def _print_report(cm: CallbackManager, report: DemoReport, stream: TextIO) -> No
     if "wandb" in plugins:
         write(f"W&B (offline):    {os.environ.get('WANDB_DIR', '.')}\n")
     if "aim" in plugins:
-        write(f"Aim repository:   {os.environ.get('CALLBACKS_AIM__REPO', '.aim')}\n")
+        write(f"Aim repository:   {getattr(cm.plugin_settings('aim'), 'repo', None) or '.aim'}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
