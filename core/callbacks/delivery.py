@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .events import Event
+
 __all__ = ["DeliveryMode", "HandlerError", "OverflowPolicy", "PluginChannel"]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,8 @@ class PluginChannel:
         self._pending_strict: HandlerError | None = None
         self._closed = False
         self.settings: Any = None
+        self.event_calls: dict[Any, dict[Any, Calls]] = {}
+        """``{phase: {event type: calls}}``, set by the manager; read by the worker."""
         if mode == "background":
             self._start_worker()
             _channels.add(self)
@@ -152,7 +156,9 @@ class PluginChannel:
         self._queue: deque[Any] = deque()
         self._wakeup = threading.Event()
         self._sleeping = False
-        self._signal_at = max(1, self.queue_size // 8)
+        # Waking the worker early keeps queued events young, so they die before the garbage
+        # collector promotes them (full collections over a large heap are what hurt).
+        self._signal_at = max(1, min(128, self.queue_size // 8))
         self._busy_since = 0.0
         self._busy_hook = ""
         self._stopped = threading.Event()
@@ -162,8 +168,28 @@ class PluginChannel:
         )
         self._thread.start()
 
+    def submit_event(self, event: Event) -> None:
+        """Queue an event for the worker, which calls this plugin's hooks for its type and phase.
+        Never blocks; drops (counted) when full."""
+        queue = self._queue
+        depth = len(queue)
+        if depth >= self.queue_size:
+            if self.overflow == "drop_newest" or self._closed:
+                self._count_drop()
+                return
+            try:
+                queue.popleft()
+            except IndexError:
+                pass
+            else:
+                self._count_drop()
+        queue.append(event)
+        if (depth >= self._signal_at or self._sleeping) and not self._wakeup.is_set():
+            self._sleeping = False
+            self._wakeup.set()
+
     def submit(self, calls: Calls, arg: Any) -> None:
-        """Queue ``calls`` with ``arg`` for the worker. Never blocks; drops (counted) when full."""
+        """Queue ``calls`` with ``arg`` (a trace) for the worker, like :meth:`submit_event`."""
         queue = self._queue
         depth = len(queue)
         if depth >= self.queue_size:
@@ -201,6 +227,13 @@ class PluginChannel:
                 wakeup.clear()
                 continue
             idle_rounds = 0
+            if type(item) is Event:
+                calls = self.event_calls[item[2]].get(item[1])
+                if calls:
+                    self._busy_since = time.monotonic()
+                    self.call(calls, item)
+                    self._busy_since = 0.0
+                continue
             if item is _STOP:
                 self._stopped.set()
                 return

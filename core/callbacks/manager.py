@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
-import itertools
 import logging
-import os
 import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
@@ -33,7 +31,7 @@ from .events import (
 )
 from .plugins import InstalledPlugin, discover, instantiate, select
 from .trace import Trace
-from .tracing import NOOP_SCOPE, EventScope, TraceScope, _NoopScope, traced_function
+from .tracing import NOOP_SCOPE, EventScope, TraceScope, _NoopScope, new_event_id, traced_function
 
 __all__ = ["CallbackManager"]
 
@@ -50,49 +48,15 @@ _MAX_PENDING = 100_000
 
 Route = tuple[
     tuple[tuple[PluginChannel, Calls], ...],
-    tuple[tuple[PluginChannel, Calls], ...],
+    tuple[PluginChannel, ...],
 ]
-"""(inline deliveries, background deliveries) for one kind of event."""
+"""(inline deliveries, background channels) for one kind of event. A background channel looks
+its calls up on its worker (``PluginChannel.event_calls``), so only the event is queued."""
 
 _EMPTY_ROUTE: Route = ((), ())
 _managers: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
 _new_tuple = tuple.__new__
 _proxy = MappingProxyType
-
-
-def _id_stream() -> Iterator[str]:
-    # A random per-process prefix keeps ids unique across processes; the chain runs in C, so
-    # taking the next id is one call and atomic under the GIL.
-    return map(f"{random.getrandbits(48):012x}-".__add__, map(str, itertools.count(1)))
-
-
-_ids = _id_stream()
-
-
-def _reseed_ids() -> None:
-    global _ids
-    _ids = _id_stream()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed_ids)
-
-
-def _new_event_id() -> str:
-    return next(_ids)
-
-
-def _task_name() -> str | None:
-    loop = _get_running_loop()
-    if loop is None:
-        return None
-    task = _current_task(loop)
-    return task.get_name() if task is not None else None
-
-
-_Live = tuple[Event | None, Trace, bool]
-"""A started event: (start record or None when sampled out, its trace, whether the event
-opened that trace implicitly)."""
 
 
 class CallbackManager:
@@ -121,7 +85,7 @@ class CallbackManager:
         self._frame: contextvars.ContextVar[tuple[Trace, str] | None] = contextvars.ContextVar(
             "callbacks_frame", default=None
         )
-        self._pending: dict[str, tuple[_Live, Any]] = {}
+        self._pending: dict[str, tuple[EventScope, Any]] = {}
         self._lock = threading.RLock()
         self._closed = False
         self._masking = bool(
@@ -299,14 +263,39 @@ class CallbackManager:
 
         def route(*hook_names: str) -> Route:
             inline: list[tuple[PluginChannel, Calls]] = []
-            background: list[tuple[PluginChannel, Calls]] = []
+            background: list[PluginChannel] = []
             for channel in self._channels.values():
                 fns = functions[channel.name]
                 calls = tuple((h, fns[h]) for h in hook_names if h in fns)
                 if calls:
-                    (inline if channel.mode == "inline" else background).append((channel, calls))
+                    if channel.mode == "inline":
+                        inline.append((channel, calls))
+                    else:
+                        background.append(channel)
             return tuple(inline), tuple(background)
 
+        def calls_of(channel: PluginChannel, phase: str) -> dict[EventType, Calls]:
+            fns = functions[channel.name]
+            table = {}
+            for event_type in EventType:
+                names = (f"on_{event_type.value}_{phase}", f"on_event_{phase}")
+                calls = tuple((h, fns[h]) for h in names if h in fns)
+                if calls:
+                    table[event_type] = calls
+            return table
+
+        for channel in self._channels.values():
+            channel.event_calls = {
+                _START: calls_of(channel, "start"),
+                _END: calls_of(channel, "end"),
+            }
+        self._trace_calls = {
+            hook: {
+                c.name: tuple((h, functions[c.name][h]) for h in (hook,) if h in functions[c.name])
+                for c in self._channels.values()
+            }
+            for hook in ("on_trace_start", "on_trace_end")
+        }
         trace_routes = (route("on_trace_start"), route("on_trace_end"))
         traces_heard = trace_routes != (_EMPTY_ROUTE, _EMPTY_ROUTE)
         routes: dict[EventType, tuple[Route, Route] | None] = {}
@@ -320,13 +309,16 @@ class CallbackManager:
 
     # -- delivery ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _deliver(route: Route, item: Any) -> None:
+    def _deliver(self, route: Route, item: Any, trace_hook: str | None = None) -> None:
+        """Deliver an event, or with ``trace_hook`` a trace, off the hot path."""
         inline, background = route
         for channel, calls in inline:
             channel.call(calls, item)
-        for channel, calls in background:
-            channel.submit(calls, item)
+        for channel in background:
+            if trace_hook is None:
+                channel.submit_event(item)
+            else:
+                channel.submit(self._trace_calls[trace_hook][channel.name], item)
 
     def _freeze(self, payload: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if not payload:
@@ -373,24 +365,21 @@ class CallbackManager:
     ) -> str:
         """Start an event (LlamaIndex style); later events in this context nest under it until
         :meth:`on_event_end`. Returns the event id."""
-        event_id = event_id or _new_event_id()
+        event_id = event_id or new_event_id()
         if self._routes[event_type] is None:
             return event_id
-        try:
-            previous = self._frame.get()
-            live = self._begin(event_type, payload, event_id, parent_id)
-            if live is None:
-                return event_id
-            self._frame.set((live[1], event_id))
-            pending = self._pending
-            pending[event_id] = (live, previous)
-            if len(pending) > _MAX_PENDING:
-                oldest = next(iter(pending))
-                self._abandon(pending.pop(oldest)[0])
-        except Exception:
-            if self.settings.strict:
-                raise
-            logger.exception("callbacks: on_event_start failed")
+        previous = self._frame.get()
+        scope = EventScope(self, event_type, payload, event_id, parent_id)
+        scope.__enter__()
+        if scope._start is None and not scope._implicit:
+            return event_id  # sampled out
+        scope._token = None  # the event stays the parent in this context until its end
+        pending = self._pending
+        pending[event_id] = (scope, previous)
+        if len(pending) > _MAX_PENDING:
+            oldest, _ = pending.pop(next(iter(pending)))
+            if oldest._start is not None and oldest._trace is not None:
+                self._abandon(oldest._start, oldest._trace)
         return event_id
 
     def on_event_end(
@@ -407,131 +396,14 @@ class CallbackManager:
             if self._routes[event_type] is not None:
                 self._host_counts["unmatched_ends"] += 1
             return
-        try:
-            live, previous = entry
-            frame = self._frame.get()
-            if frame is not None and frame[1] == event_id:
-                self._frame.set(previous)
-            self._finish(live, payload, exception)
-        except Exception:
-            if self.settings.strict:
-                raise
-            logger.exception("callbacks: on_event_end failed")
-
-    def _begin(
-        self,
-        event_type: EventType,
-        payload: Mapping[Any, Any] | None,
-        event_id: str | None,
-        parent_id: str | None,
-    ) -> _Live | None:
-        """Start an event without touching the context; ``None`` when nobody listens or the
-        trace is sampled out."""
-        routes = self._routes[event_type]
-        if routes is None:
-            return None
+        scope, previous = entry
         frame = self._frame.get()
-        if frame is None or frame[0].end_time_ns is not None:
-            trace = self._open_trace(event_type.value, implicit=True)
-            parent = ROOT
-            implicit = True
-        else:
-            trace, parent = frame
-            implicit = False
-        if not trace.sampled:
-            return (None, trace, True) if implicit else None
-        if parent_id is not None:
-            parent = parent_id
-        if event_id is None:
-            event_id = next(_ids)
-        start: Event = _new_tuple(
-            Event,
-            (
-                event_id,
-                event_type,
-                _START,
-                trace.id,
-                parent,
-                _monotonic_ns(),
-                (_proxy(dict(payload)) if not self._masking else self._freeze(payload))
-                if payload
-                else EMPTY_PAYLOAD,
-                None,
-                None,
-                _get_ident(),
-                _task_name() if _get_running_loop() is not None else None,
-            ),
-        )
-        children = trace._map.get(parent)
-        if children is None:
-            trace._map[parent] = [event_id]
-        else:
-            children.append(event_id)
-        trace._open[event_id] = start
-        inline, background = routes[0]
-        for channel, calls in inline:
-            for hook, fn in calls:
-                try:
-                    fn(start)
-                except Exception as error:
-                    channel.record_error(hook, error)
-            next(channel._delivered)
-        for channel, calls in background:
-            channel.submit(calls, start)
-        return (start, trace, implicit)
+        if frame is not None and frame[1] == event_id:
+            self._frame.set(previous)
+        scope.finish(payload, exception)
 
-    def _finish(
-        self,
-        live: _Live,
-        payload: Mapping[Any, Any] | None,
-        exception: BaseException | None,
-    ) -> None:
-        start, trace, implicit = live
-        if start is not None and trace._open.pop(start[0], None) is not None:
-            now = _monotonic_ns()
-            duration = now - start[5]
-            thread = _get_ident()
-            end: Event = _new_tuple(
-                Event,
-                (
-                    start[0],
-                    start[1],
-                    _END,
-                    start[3],
-                    start[4],
-                    now,
-                    (_proxy(dict(payload)) if not self._masking else self._freeze(payload))
-                    if payload
-                    else EMPTY_PAYLOAD,
-                    duration,
-                    exception,
-                    thread,
-                    start[10] if thread == start[9] else _task_name(),
-                ),
-            )
-            durations = trace._durations.get(start[1])
-            if durations is None:
-                trace._durations[start[1]] = [duration]
-            else:
-                durations.append(duration)
-            routes = self._routes[start[1]]
-            if routes is not None:
-                inline, background = routes[1]
-                for channel, calls in inline:
-                    for hook, fn in calls:
-                        try:
-                            fn(end)
-                        except Exception as error:
-                            channel.record_error(hook, error)
-                    next(channel._delivered)
-                for channel, calls in background:
-                    channel.submit(calls, end)
-        if implicit:
-            self._close_trace(trace)
-
-    def _abandon(self, live: _Live) -> None:
-        start, trace, _ = live
-        if start is None or trace._open.pop(start.id, None) is None:
+    def _abandon(self, start: Event, trace: Trace) -> None:
+        if trace._open.pop(start.id, None) is None:
             return
         self._host_counts["abandoned"] += 1
         now = _monotonic_ns()
@@ -562,7 +434,7 @@ class CallbackManager:
         trace = Trace(name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled)
         self._host_counts["traces"] += 1
         if sampled:
-            self._deliver(self._trace_routes[0], trace)
+            self._deliver(self._trace_routes[0], trace, "on_trace_start")
         else:
             self._host_counts["sampled_out"] += 1
         return trace
@@ -575,10 +447,10 @@ class CallbackManager:
                 self._pending.pop(event_id, None)
                 start = trace._open.get(event_id)
                 if start is not None:
-                    self._abandon((start, trace, False))
+                    self._abandon(start, trace)
         trace.end_time_ns = _monotonic_ns()
         if trace.sampled:
-            self._deliver(self._trace_routes[1], trace)
+            self._deliver(self._trace_routes[1], trace, "on_trace_end")
 
     def as_trace(self, name: str = "trace", *, trace_id: str | None = None) -> TraceScope:
         """A context manager for one trace; it yields the :class:`Trace`. Inside an active trace

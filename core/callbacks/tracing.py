@@ -6,22 +6,38 @@ for a generator, around each step, so the consumer's events never nest under the
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .events import ROOT, EventPayload, EventType
+from .events import EMPTY_PAYLOAD, ROOT, Event, EventPayload, EventPhase, EventType
 
 if TYPE_CHECKING:
-    from .manager import CallbackManager, _Live
+    from .manager import CallbackManager
     from .trace import Trace
 
-__all__ = ["NOOP_SCOPE", "EventScope", "TraceScope", "traced_function"]
+__all__ = ["NOOP_SCOPE", "EventScope", "TraceScope", "new_event_id", "traced_function"]
 
 logger = logging.getLogger(__name__)
+
+_START = EventPhase.START
+_END = EventPhase.END
+_new_tuple = tuple.__new__
+_proxy = MappingProxyType
+_monotonic_ns = time.monotonic_ns
+_get_ident = threading.get_ident
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
 
 _P = EventPayload
 DEFAULT_INPUT_KEY: dict[EventType, str] = {
@@ -59,20 +75,59 @@ DEFAULT_OUTPUT_KEY: dict[EventType, str] = {
 """Where :meth:`CallbackManager.traced` puts a function's result, per event type."""
 
 
-def _frame_of(live: _Live | None) -> tuple[Trace, str] | None:
-    if live is None:
-        return None
-    start, trace, _ = live
-    return (trace, start[0] if start is not None else ROOT)
+def _restore(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    """Undo ``var.set`` from another context (e.g. another task), where ``reset`` refuses."""
+    old = token.old_value
+    var.set(None if old is contextvars.Token.MISSING else old)
 
 
 def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
     try:
         var.reset(token)
     except ValueError:
-        # Exited in another context (e.g. another task): restore the value seen at entry.
-        old = token.old_value
-        var.set(None if old is contextvars.Token.MISSING else old)
+        _restore(var, token)
+
+
+def _id_stream() -> Iterator[str]:
+    # A random per-process prefix keeps ids unique across processes; the chain runs in C, so
+    # taking the next id is one call and atomic under the GIL.
+    return map(f"{random.getrandbits(48):012x}-".__add__, map(str, itertools.count(1)))
+
+
+_ids = _id_stream()
+
+
+def _reseed_ids() -> None:
+    global _ids
+    _ids = _id_stream()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_event_id() -> str:
+    """A new event id, unique in this process (and, by its random prefix, across processes)."""
+    return next(_ids)
+
+
+def _task_name() -> str | None:
+    loop = _get_running_loop()
+    if loop is None:
+        return None
+    task = _current_task(loop)
+    return task.get_name() if task is not None else None
+
+
+def _start_detached(scope: EventScope) -> tuple[Trace, str] | None:
+    """Start ``scope`` and leave the caller's context as it was; return the frame to set while
+    the event's own code runs (for streams)."""
+    scope.__enter__()
+    token = scope._token
+    if token is not None:
+        scope._token = None
+        _reset(scope._manager._frame, token)
+    return scope.frame
 
 
 class _NoopScope:
@@ -102,17 +157,22 @@ NOOP_SCOPE = _NoopScope()
 
 
 class EventScope:
-    """One event as a context manager (sync or async). Use :meth:`on_end` to set the end payload."""
+    """One event: a context manager (sync or async) that starts the event on entry and ends it
+    on exit, with the exception attached if the block raised. Call :meth:`on_end` inside the
+    block to set the end payload. The manager's other entry points (``on_event_start``,
+    ``traced``) drive the same object, so there is one implementation of an event's life."""
 
     __slots__ = (
-        "_end",
-        "_event_id",
-        "_live",
         "_manager",
-        "_parent_id",
-        "_payload",
-        "_token",
         "_type",
+        "_payload",
+        "_event_id",
+        "_parent_id",
+        "_end",
+        "_start",
+        "_trace",
+        "_implicit",
+        "_token",
     )
 
     def __init__(
@@ -128,20 +188,30 @@ class EventScope:
         self._payload = payload
         self._event_id = event_id
         self._parent_id = parent_id
-        self._end: Mapping[str, Any] | None = None
-        self._live: _Live | None = None
+        self._end: Mapping[Any, Any] | None = None
+        self._start: Event | None = None
+        self._trace: Trace | None = None
+        self._implicit = False
         self._token: contextvars.Token[Any] | None = None
 
     @property
     def id(self) -> str | None:
-        """The event id, once started (``None`` if the trace is sampled out)."""
-        live = self._live
-        return live[0][0] if live is not None and live[0] is not None else None
+        """The event id, once started (``None`` if nobody listens or the trace is sampled out)."""
+        start = self._start
+        return start[0] if start is not None else None
 
     @property
     def trace_id(self) -> str | None:
         """The id of the trace this event belongs to, once started."""
-        return self._live[1].id if self._live is not None else None
+        return self._trace.id if self._trace is not None else None
+
+    @property
+    def frame(self) -> tuple[Trace, str] | None:
+        """The context value that makes later events children of this one."""
+        if self._trace is None:
+            return None
+        start = self._start
+        return (self._trace, start[0] if start is not None else ROOT)
 
     def on_end(self, payload: Mapping[Any, Any] | None = None) -> None:
         """Set (or add to) the payload of the end event."""
@@ -151,30 +221,78 @@ class EventScope:
     def __enter__(self) -> EventScope:
         manager = self._manager
         try:
-            live = manager._begin(self._type, self._payload, self._event_id, self._parent_id)
+            routes = manager._routes[self._type]
+            if routes is None:
+                return self
+            var = manager._frame
+            frame = var.get()
+            if frame is None or frame[0].end_time_ns is not None:
+                trace = manager._open_trace(self._type.value, implicit=True)
+                parent = ROOT
+                self._implicit = True
+            else:
+                trace, parent = frame
+            self._trace = trace
+            if not trace.sampled:
+                if self._implicit:
+                    self._token = var.set((trace, ROOT))
+                return self
+            if self._parent_id is not None:
+                parent = self._parent_id
+            event_id = self._event_id or next(_ids)
+            payload = self._payload
+            start: Event = _new_tuple(
+                Event,
+                (
+                    event_id,
+                    self._type,
+                    _START,
+                    trace.id,
+                    parent,
+                    _monotonic_ns(),
+                    (manager._freeze(payload) if manager._masking else _proxy(dict(payload)))
+                    if payload
+                    else EMPTY_PAYLOAD,
+                    None,
+                    None,
+                    _get_ident(),
+                    _task_name() if _get_running_loop() is not None else None,
+                ),
+            )
+            self._start = start
+            children = trace._map.get(parent)
+            if children is None:
+                trace._map[parent] = [event_id]
+            else:
+                children.append(event_id)
+            trace._open[event_id] = start
+            self._token = var.set((trace, event_id))
+            inline, background = routes[0]
+            for channel, calls in inline:
+                for hook, fn in calls:
+                    try:
+                        fn(start)
+                    except Exception as error:
+                        channel.record_error(hook, error)
+                next(channel._delivered)
+            for channel in background:
+                channel.submit_event(start)
         except Exception:
             if manager.settings.strict:
                 raise
             logger.exception("callbacks: starting a %s event failed", self._type.value)
-            return self
-        if live is not None:
-            self._live = live
-            start = live[0]
-            self._token = manager._frame.set((live[1], start[0] if start is not None else ROOT))
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        if self._token is not None:
-            _reset(self._manager._frame, self._token)
+        token = self._token
+        if token is not None:
             self._token = None
-        live = self._live
-        if live is not None:
             try:
-                self._manager._finish(live, self._end, exc)
-            except Exception:
-                if self._manager.settings.strict:
-                    raise
-                logger.exception("callbacks: ending a %s event failed", self._type.value)
+                self._manager._frame.reset(token)
+            except ValueError:
+                _restore(self._manager._frame, token)
+        if self._trace is not None:
+            self.finish(self._end, exc)
         return False
 
     async def __aenter__(self) -> EventScope:
@@ -184,6 +302,65 @@ class EventScope:
         self, exc_type: object, exc: BaseException | None, tb: object
     ) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
+
+    def finish(self, payload: Mapping[Any, Any] | None, exception: BaseException | None) -> None:
+        """End the event (once; later calls and ends after its trace closed are ignored) without
+        touching the context."""
+        manager = self._manager
+        start = self._start
+        trace = self._trace
+        assert trace is not None
+        try:
+            if start is not None and trace._open.pop(start[0], None) is not None:
+                now = _monotonic_ns()
+                duration = now - start[5]
+                thread = _get_ident()
+                end: Event = _new_tuple(
+                    Event,
+                    (
+                        start[0],
+                        start[1],
+                        _END,
+                        start[3],
+                        start[4],
+                        now,
+                        (
+                            _proxy(dict(payload))
+                            if not manager._masking
+                            else manager._freeze(payload)
+                        )
+                        if payload
+                        else EMPTY_PAYLOAD,
+                        duration,
+                        exception,
+                        thread,
+                        start[10] if thread == start[9] else _task_name(),
+                    ),
+                )
+                durations = trace._durations.get(start[1])
+                if durations is None:
+                    trace._durations[start[1]] = [duration]
+                else:
+                    durations.append(duration)
+                routes = manager._routes[start[1]]
+                if routes is not None:
+                    inline, background = routes[1]
+                    for channel, calls in inline:
+                        for hook, fn in calls:
+                            try:
+                                fn(end)
+                            except Exception as error:
+                                channel.record_error(hook, error)
+                        next(channel._delivered)
+                    for channel in background:
+                        channel.submit_event(end)
+            if self._implicit:
+                self._implicit = False
+                manager._close_trace(trace)
+        except Exception:
+            if manager.settings.strict:
+                raise
+            logger.exception("callbacks: ending a %s event failed", self._type.value)
 
 
 class TraceScope:
@@ -288,8 +465,8 @@ def traced_function(
                 async for item in agen:
                     yield item
                 return
-            live = manager._begin(event_type, start_payload(args, kwargs), None, None)
-            frame = _frame_of(live)
+            scope = EventScope(manager, event_type, start_payload(args, kwargs), None, None)
+            frame = _start_detached(scope)
             var = manager._frame
             items: list[Any] = []
             error: BaseException | None = None
@@ -297,7 +474,7 @@ def traced_function(
                 to_send: Any = None
                 to_throw: BaseException | None = None
                 while True:
-                    token = var.set(frame)
+                    token = var.set(frame) if frame is not None else None
                     try:
                         if to_throw is not None:
                             thrown, to_throw = to_throw, None
@@ -307,7 +484,8 @@ def traced_function(
                     except StopAsyncIteration:
                         break
                     finally:
-                        _reset(var, token)
+                        if token is not None:
+                            _reset(var, token)
                     items.append(item)
                     try:
                         to_send = yield item
@@ -322,8 +500,8 @@ def traced_function(
                 error = exc
                 raise
             finally:
-                if live is not None:
-                    manager._finish(live, end_payload(_collected(items)), error)
+                if scope._trace is not None:
+                    scope.finish(end_payload(_collected(items)), error)
 
         return agen_wrapper
 
@@ -335,8 +513,8 @@ def traced_function(
             gen = fn(*args, **kwargs)
             if manager._routes[event_type] is None:
                 return (yield from gen)
-            live = manager._begin(event_type, start_payload(args, kwargs), None, None)
-            frame = _frame_of(live)
+            scope = EventScope(manager, event_type, start_payload(args, kwargs), None, None)
+            frame = _start_detached(scope)
             var = manager._frame
             items: list[Any] = []
             error: BaseException | None = None
@@ -345,7 +523,7 @@ def traced_function(
                 to_send: Any = None
                 to_throw: BaseException | None = None
                 while True:
-                    token = var.set(frame)
+                    token = var.set(frame) if frame is not None else None
                     try:
                         if to_throw is not None:
                             thrown, to_throw = to_throw, None
@@ -356,7 +534,8 @@ def traced_function(
                         result = stop.value
                         break
                     finally:
-                        _reset(var, token)
+                        if token is not None:
+                            _reset(var, token)
                     items.append(item)
                     try:
                         to_send = yield item
@@ -371,8 +550,8 @@ def traced_function(
                 error = exc
                 raise
             finally:
-                if live is not None:
-                    manager._finish(live, end_payload(_collected(items)), error)
+                if scope._trace is not None:
+                    scope.finish(end_payload(_collected(items)), error)
             return result
 
         return gen_wrapper
