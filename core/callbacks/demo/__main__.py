@@ -1,0 +1,7 @@
+"""``python -m callbacks.demo`` runs the demo."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
