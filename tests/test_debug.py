@@ -202,3 +202,17 @@ def test_installed_entry_point_is_named_debug(make_manager, monkeypatch, capsys)
     small_query(cm)
     assert len(debug.get_events()) == 6
     assert capsys.readouterr().out == ""
+
+
+def test_tree_shows_an_output_when_the_end_payload_repeats_the_prompt() -> None:
+    from callbacks import Event, EventPhase, EventType
+    from callbacks_debug.render import event_label
+
+    def event(phase: EventPhase, payload: dict) -> Event:
+        return Event("e1", EventType.LLM, phase, "t", "root", 0, payload, 1_000_000)
+
+    start = event(EventPhase.START, {"formatted_prompt": "Question?"})
+    end = event(EventPhase.END, {"formatted_prompt": "Question?", "completion": "Answer."})
+    label = event_label(start, end, 40)
+    assert "→ completion='Answer.'" in label
+    assert label.startswith("llm  1.00 ms  formatted_prompt='Question?'")

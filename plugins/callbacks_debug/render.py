@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from callbacks import ROOT, Event
+from callbacks.events import OUTPUT_KEYS
 from callbacks.payloads import summarize
 
 from .store import TraceLog
@@ -13,10 +14,14 @@ from .store import TraceLog
 __all__ = ["event_label", "render_plain", "render_rich", "trace_header"]
 
 
-def _first_item(payload: Mapping[str, Any], limit: int) -> str:
-    for key, value in payload.items():
-        if value is not None:
-            return f"{key}={summarize(value, limit)!r}"
+def _first_item(
+    payload: Mapping[str, Any], limit: int, prefer: frozenset[str] = frozenset()
+) -> str:
+    """The first non-empty item, taken from the ``prefer`` keys if any has a value."""
+    items = [(k, v) for k, v in payload.items() if v is not None]
+    preferred = [(k, v) for k, v in items if k in prefer]
+    for key, value in preferred or items:
+        return f"{key}={summarize(value, limit)!r}"
     return ""
 
 
@@ -37,7 +42,8 @@ def event_label(start: Event | None, end: Event | None, limit: int) -> str:
                 f"✗ {type(end.exception).__name__}: {summarize(str(end.exception), limit)}"
             )
         elif end.payload:
-            parts.append("→ " + _first_item(end.payload, limit))
+            # An end payload may repeat the inputs (LlamaIndex does): show an output.
+            parts.append("→ " + _first_item(end.payload, limit, OUTPUT_KEYS))
     return "  ".join(p for p in parts if p)
 
 
