@@ -191,3 +191,17 @@ def test_default_path_is_in_the_working_directory(make_manager, tmp_path, monkey
     cm.flush()
     assert cm.get_plugin("finetuning").path.name == "finetuning_events.jsonl"
     assert len(lines_of(tmp_path / "finetuning_events.jsonl")) == 1
+
+
+def test_empty_path_from_the_environment_disables_the_file(monkeypatch, tmp_path) -> None:
+    from callbacks import CallbackManager
+    from callbacks_finetuning import FineTuningPlugin
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CALLBACKS_FINETUNING__PATH", "")
+    cm = CallbackManager(plugins=[FineTuningPlugin()])
+    try:
+        assert cm.plugin_settings("finetuning").path is None
+    finally:
+        cm.shutdown()
+    assert list(tmp_path.iterdir()) == []

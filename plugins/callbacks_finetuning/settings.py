@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["DEFAULT_PATH", "FineTuningSettings"]
 
@@ -16,6 +16,12 @@ class FineTuningSettings(BaseModel):
 
     path: str | None = DEFAULT_PATH
     """JSONL file the examples are appended to (relative to the working directory);
-    ``None`` keeps them in memory only."""
+    ``None`` or ``""`` keeps them in memory only."""
     max_records: int = Field(default=100_000, ge=0)
     """Examples kept in memory for ``finetuning_events``/``save_finetuning_events``."""
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _empty_path_means_no_file(cls, value: object) -> object:
+        # TOML has no null and environment values are strings: "" is how users say "no file".
+        return None if value == "" else value
