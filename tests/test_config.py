@@ -111,6 +111,10 @@ def test_broken_plugin_is_reported_while_others_load(clean_env) -> None:
         broken = next(p for p in cm.installed if p.name == "broken")
         assert not broken.active and broken.reason == "failed to load"
         assert "callbacks_broken needs a library" in broken.error
+        misspelled = next(p for p in cm.installed if p.name == "misspelled")
+        assert not misspelled.active and misspelled.reason == "failed to load"
+        assert "PluginValidationError" in misspelled.error and "on_llm_strat" in misspelled.error
+        assert "misspelled" not in cm.list_plugins()
         assert cm.get_plugin("example") is not None
     finally:
         cm.shutdown()

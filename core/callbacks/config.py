@@ -118,7 +118,9 @@ class Config:
     section_origins: dict[str, dict[str, Origin]] = field(default_factory=dict)
 
     def settings_for(self, plugin: str, model: type[BaseModel] | None) -> BaseModel | None:
-        """Validate ``plugin``'s section against its model; raise :class:`ConfigError`."""
+        """Validate ``plugin``'s section against its model; raise :class:`ConfigError`.
+        Section names are case-insensitive (environment variables are upper case)."""
+        plugin = plugin.lower()
         raw = self.sections.get(plugin, {})
         origins = self.section_origins.get(plugin, {})
         if model is None:
