@@ -56,6 +56,9 @@ def test_300_concurrent_asyncio_queries_give_300_exact_traces(make_manager, reco
         assert _shape(trace, recorder.events) == EXPECTED_SHAPE
         assert trace.counts == {t: 1 for t, _ in EXPECTED_SHAPE}
     assert all(e.task_name for e in recorder.events)
+    ends = recorder.ends()
+    assert len(ends) == 1500
+    assert all(e.start is not None and e.start.is_start and e.start.id == e.id for e in ends)
 
 
 def _threaded_query(cm: CallbackManager, run_in_thread) -> object:

@@ -51,6 +51,8 @@ def test_each_event_type_reaches_its_own_hook_and_the_generic_hooks(event_type: 
     assert start.payload[EventPayload.QUERY_STR] == "x"
     assert end.payload[EventPayload.RESPONSE] == "y"
     assert end.duration_ns is not None and end.duration_ns >= 0
+    assert end.start is start and start.start is None
+    assert dict(end.full_payload) == {EventPayload.QUERY_STR: "x", EventPayload.RESPONSE: "y"}
     assert names.count("on_event_start") == 2
     outer_start = next(e for n, e in calls if n == "on_event_start" and e.id == outer.id)
     assert outer_start.parent_id == ROOT

@@ -168,9 +168,10 @@ class PluginChannel:
         )
         self._thread.start()
 
-    def submit_event(self, event: Event) -> None:
-        """Queue an event for the worker, which calls this plugin's hooks for its type and phase.
-        Never blocks; drops (counted) when full."""
+    def enqueue(self, item: Any) -> None:
+        """Queue an event, or a ``(calls, trace)`` pair, for the worker; for an event the worker
+        calls this plugin's hooks for its type and phase. Never blocks; drops (counted) when
+        the queue is full."""
         queue = self._queue
         depth = len(queue)
         if depth >= self.queue_size:
@@ -183,26 +184,7 @@ class PluginChannel:
                 pass
             else:
                 self._count_drop()
-        queue.append(event)
-        if (depth >= self._signal_at or self._sleeping) and not self._wakeup.is_set():
-            self._sleeping = False
-            self._wakeup.set()
-
-    def submit(self, calls: Calls, arg: Any) -> None:
-        """Queue ``calls`` with ``arg`` (a trace) for the worker, like :meth:`submit_event`."""
-        queue = self._queue
-        depth = len(queue)
-        if depth >= self.queue_size:
-            if self.overflow == "drop_newest" or self._closed:
-                self._count_drop()
-                return
-            try:
-                queue.popleft()
-            except IndexError:
-                pass
-            else:
-                self._count_drop()
-        queue.append((calls, arg))
+        queue.append(item)
         if (depth >= self._signal_at or self._sleeping) and not self._wakeup.is_set():
             self._sleeping = False
             self._wakeup.set()

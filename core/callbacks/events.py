@@ -163,6 +163,9 @@ class Event(NamedTuple):
     """``threading.get_ident()`` of the thread that emitted the event."""
     task_name: str | None = None
     """Name of the asyncio task that emitted the event, if any."""
+    start: Event | None = None
+    """On an end event, the start event it closes (its payload holds the inputs), so a plugin
+    never has to pair starts with ends itself; ``None`` on a start event."""
 
     @property
     def is_start(self) -> bool:
@@ -188,6 +191,17 @@ class Event(NamedTuple):
     def failed(self) -> bool:
         """True when the event ended with an exception."""
         return self.exception is not None
+
+    @property
+    def full_payload(self) -> Mapping[str, Any]:
+        """On an end event, the start's payload updated with this end's payload (inputs and
+        outputs together); on a start event, its own payload."""
+        start = self.start
+        if start is None or not start.payload:
+            return self.payload
+        if not self.payload:
+            return start.payload
+        return MappingProxyType({**start.payload, **self.payload})
 
     def get(self, key: str | EventPayload, default: Any = None) -> Any:
         """Shorthand for ``event.payload.get(key, default)``."""

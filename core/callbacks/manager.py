@@ -316,9 +316,9 @@ class CallbackManager:
             channel.call(calls, item)
         for channel in background:
             if trace_hook is None:
-                channel.submit_event(item)
+                channel.enqueue(item)
             else:
-                channel.submit(self._trace_calls[trace_hook][channel.name], item)
+                channel.enqueue((self._trace_calls[trace_hook][channel.name], item))
 
     def _freeze(self, payload: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if not payload:
@@ -420,6 +420,7 @@ class CallbackManager:
             EventAbandoned(f"{start.type.value} event {start.id} never ended"),
             _get_ident(),
             None,
+            start,
         )
         trace._durations.setdefault(start.type, []).append(duration)
         routes = self._routes[start.type]
@@ -515,12 +516,17 @@ class CallbackManager:
 
     # -- flush, shutdown, stats ----------------------------------------------------------------
 
-    def flush(self, timeout: float = 5.0, *, plugin: str | None = None) -> bool:
-        """Wait until every event emitted so far has been handled (by ``plugin`` only, if
-        named) and run the plugins' ``callbacks_flush``. Returns False if ``timeout`` ran out.
-        In strict mode, raises the first error a background hook raised."""
+    def flush(self, timeout: float = 5.0, *, plugin: str | object | None = None) -> bool:
+        """Wait until every event emitted so far has been handled (by ``plugin`` only, given by
+        name or as the plugin object; a plugin that is not registered has nothing to wait for)
+        and run the plugins' ``callbacks_flush``. Returns False if ``timeout`` ran out. In
+        strict mode, raises the first error a background hook raised."""
         deadline = time.monotonic() + timeout
-        channels = [self._channels[plugin]] if plugin is not None else list(self._channels.values())
+        if plugin is None:
+            channels = list(self._channels.values())
+        else:
+            channel = self._find_channel(plugin)
+            channels = [channel] if channel is not None else []
         ok = True
         for channel in channels:
             if threading.current_thread() is getattr(channel, "_thread", None):

@@ -257,6 +257,7 @@ class EventScope:
                     None,
                     _get_ident(),
                     _task_name() if _get_running_loop() is not None else None,
+                    None,
                 ),
             )
             self._start = start
@@ -276,7 +277,7 @@ class EventScope:
                         channel.record_error(hook, error)
                 next(channel._delivered)
             for channel in background:
-                channel.submit_event(start)
+                channel.enqueue(start)
         except Exception:
             if manager.settings.strict:
                 raise
@@ -335,6 +336,7 @@ class EventScope:
                         exception,
                         thread,
                         start[10] if thread == start[9] else _task_name(),
+                        start,
                     ),
                 )
                 durations = trace._durations.get(start[1])
@@ -353,7 +355,7 @@ class EventScope:
                                 channel.record_error(hook, error)
                         next(channel._delivered)
                     for channel in background:
-                        channel.submit_event(end)
+                        channel.enqueue(end)
             if self._implicit:
                 self._implicit = False
                 manager._close_trace(trace)

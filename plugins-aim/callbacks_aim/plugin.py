@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from callbacks import Event, hookimpl
@@ -19,7 +18,6 @@ __all__ = ["AimPlugin"]
 
 logger = logging.getLogger(__name__)
 
-MAX_PENDING_STARTS = 10_000
 """Start events kept while waiting for their end; the oldest are forgotten beyond this."""
 
 
@@ -34,7 +32,6 @@ class AimPlugin:
         self._settings = AimSettings()
         self._recorder: AimRecorder | None = None
         self._steps = Steps()
-        self._starts: OrderedDict[str, Event] = OrderedDict()
 
     @property
     def recorder(self) -> AimRecorder:
@@ -55,18 +52,9 @@ class AimPlugin:
         self._recorder = AimRecorder(self._settings)
 
     @hookimpl
-    def on_event_start(self, event: Event) -> None:
-        """Keep the start: its payload (prompt, query) is recorded with the end."""
-        self._starts[event.id] = event
-        if len(self._starts) > MAX_PENDING_STARTS:
-            forgotten, _ = self._starts.popitem(last=False)
-            logger.debug("forgot the start of event %s: too many events still open", forgotten)
-
-    @hookimpl
     def on_event_end(self, event: Event) -> None:
         """Track the event's texts and metrics."""
-        start = self._starts.pop(event.id, None)
-        self.recorder.record(event_records(event, start, self._steps))
+        self.recorder.record(event_records(event, self._steps))
 
     @hookimpl
     def on_trace_end(self, trace: Trace) -> None:
@@ -82,6 +70,5 @@ class AimPlugin:
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
         """Close the Aim run."""
-        self._starts.clear()
         if self._recorder is not None:
             self._recorder.close()

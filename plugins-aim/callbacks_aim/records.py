@@ -75,10 +75,10 @@ class Steps:
         return MetricRecord(name, value, self.next((name, *sorted(context.items()))), context)
 
 
-def event_records(end: Event, start: Event | None, steps: Steps) -> Iterator[Record]:
-    """The records for one finished event. ``start`` is its start event, when it was seen:
-    LLM prompts and retrieval queries usually arrive with the start, answers with the end."""
-    payload: Mapping[str, Any] = {**start.payload, **end.payload} if start else end.payload
+def event_records(end: Event, steps: Steps) -> Iterator[Record]:
+    """The records for one finished event, from its start's and its own payload (LLM prompts
+    and retrieval queries arrive with the start, answers with the end)."""
+    payload = end.full_payload
     event_type = str(end.type)
     ids = {"event_type": event_type, "trace_id": str(end.trace_id), "event_id": str(end.id)}
     if end.type is EventType.LLM:

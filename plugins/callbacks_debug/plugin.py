@@ -31,7 +31,6 @@ class DebugPlugin:
         """Where trees are printed; ``None`` means ``sys.stdout`` at the time of printing."""
         self._settings = DebugSettings()
         self._manager: CallbackManager | None = None
-        self._name: str | None = None
         self._lock = threading.Lock()
         self._store = EventStore(self._settings.max_traces, self._settings.max_events_per_trace)
 
@@ -44,12 +43,11 @@ class DebugPlugin:
 
     @hookimpl
     def callbacks_configure(self, settings: DebugSettings | None, manager: CallbackManager) -> None:
-        """Keep the settings, and the manager and name used to flush before reading."""
+        """Keep the settings, and the manager used to flush before reading."""
         if settings is not None:
             self._settings = settings
             self._store = EventStore(settings.max_traces, settings.max_events_per_trace)
         self._manager = manager
-        self._name = manager.name_of(self)
 
     @hookimpl
     def on_trace_start(self, trace: Trace) -> None:
@@ -96,11 +94,8 @@ class DebugPlugin:
     # -- reading -------------------------------------------------------------------------------
 
     def _sync(self) -> None:
-        if self._manager is not None and self._name is not None:
-            try:
-                self._manager.flush(plugin=self._name)
-            except KeyError:  # unregistered: nothing more will arrive
-                pass
+        if self._manager is not None:
+            self._manager.flush(plugin=self)
 
     def get_events(self, type: EventType | None = None) -> list[Event]:
         """Kept start and end events (of one type, if given), in time order."""

@@ -17,7 +17,7 @@ from .settings import FineTuningSettings
 from .writer import LineWriter
 
 if TYPE_CHECKING:
-    from callbacks import CallbackManager, Trace
+    from callbacks import CallbackManager
 
 __all__ = ["FineTuningPlugin"]
 
@@ -36,9 +36,7 @@ class FineTuningPlugin:
     def __init__(self) -> None:
         self._settings = FineTuningSettings()
         self._manager: CallbackManager | None = None
-        self._name: str | None = None
         self._lock = threading.Lock()
-        self._starts: dict[str, dict[str, Event]] = {}
         self._examples = deque[Example](maxlen=self._settings.max_records)
         self._writer = _writer_for(self._settings)
         self._skipped = 0
@@ -54,28 +52,17 @@ class FineTuningPlugin:
     def callbacks_configure(
         self, settings: FineTuningSettings | None, manager: CallbackManager
     ) -> None:
-        """Keep the settings, and the manager and name used to flush before reading."""
+        """Keep the settings, and the manager used to flush before reading."""
         if settings is not None:
             self._settings = settings
             self._examples = deque(maxlen=settings.max_records)
             self._writer = _writer_for(settings)
         self._manager = manager
-        self._name = manager.name_of(self)
-
-    @hookimpl
-    def on_llm_start(self, event: Event) -> None:
-        """Keep the start: its payload holds the prompt, messages and tools."""
-        self._starts.setdefault(event.trace_id, {})[event.id] = event
 
     @hookimpl
     def on_llm_end(self, event: Event) -> None:
         """Build the example and append it to the file."""
-        starts = self._starts.get(event.trace_id, {})
-        start = starts.pop(event.id, None)
-        if not starts:
-            self._starts.pop(event.trace_id, None)
-        payload = {**start.payload, **event.payload} if start is not None else event.payload
-        example = build_example(payload) if event.exception is None else None
+        example = build_example(event.full_payload) if event.exception is None else None
         if example is None:
             with self._lock:
                 self._skipped += 1
@@ -84,11 +71,6 @@ class FineTuningPlugin:
             self._examples.append(example)
         if self._writer is not None:
             self._writer.write(next(iter(iter_lines([example]))))
-
-    @hookimpl
-    def on_trace_end(self, trace: Trace) -> None:
-        """Forget starts whose end never arrived."""
-        self._starts.pop(trace.id, None)
 
     @hookimpl
     def callbacks_flush(self, timeout: float) -> None:
@@ -103,11 +85,8 @@ class FineTuningPlugin:
     # -- reading -------------------------------------------------------------------------------
 
     def _sync(self) -> None:
-        if self._manager is not None and self._name is not None:
-            try:
-                self._manager.flush(plugin=self._name)
-            except KeyError:  # unregistered: nothing more will arrive
-                pass
+        if self._manager is not None:
+            self._manager.flush(plugin=self)
 
     @property
     def path(self) -> Path | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from callbacks import Event, EventPayload, hookimpl
 from callbacks.payloads import (
@@ -24,7 +23,7 @@ from .records import EmbeddingTokenCount, LLMTokenCount, TokenTotals
 from .settings import TokenSettings
 
 if TYPE_CHECKING:
-    from callbacks import CallbackManager, Trace
+    from callbacks import CallbackManager
 
 __all__ = ["TokenCountingPlugin"]
 
@@ -33,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 class TokenCountingPlugin:
     """Counts tokens of every LLM and embedding call, like LlamaIndex's TokenCountingHandler,
-    but exact under concurrency: starts and ends are paired by event id within their trace.
+    but exact under concurrency: each end event carries its own start (``event.start``).
 
     Provider-reported usage in the payload wins; otherwise the prompt (or the chat messages, with
     OpenAI's per-message overhead) and the completion are tokenized with the model's tiktoken
@@ -48,9 +47,7 @@ class TokenCountingPlugin:
         self._tokenizer = tokenizer
         self._settings = TokenSettings()
         self._manager: CallbackManager | None = None
-        self._name: str | None = None
         self._lock = threading.Lock()
-        self._starts: dict[str, dict[str, Event]] = {}
         self._warned_encodings: set[str] = set()
         self._reset()
 
@@ -74,24 +71,16 @@ class TokenCountingPlugin:
 
     @hookimpl
     def callbacks_configure(self, settings: TokenSettings | None, manager: CallbackManager) -> None:
-        """Keep the settings, and the manager and name used to flush before reading."""
+        """Keep the settings, and the manager used to flush before reading."""
         if settings is not None:
             self._settings = settings
             self._reset()
         self._manager = manager
-        # configure runs inside register(), once pluggy knows the plugin's registered name.
-        self._name = manager.name_of(self)
-
-    @hookimpl
-    def on_llm_start(self, event: Event) -> None:
-        """Keep the start: its payload holds the prompt or messages."""
-        self._starts.setdefault(event.trace_id, {})[event.id] = event
 
     @hookimpl
     def on_llm_end(self, event: Event) -> None:
         """Count the call from the start's prompt and the end's completion (or reported usage)."""
-        start = self._pop_start(event)
-        record = self._count_llm(start, event)
+        record = self._count_llm(event)
         if record is None:
             with self._lock:
                 self._uncounted += 1
@@ -115,15 +104,9 @@ class TokenCountingPlugin:
             )
 
     @hookimpl
-    def on_embedding_start(self, event: Event) -> None:
-        """Keep the start, for texts or a model name it may carry."""
-        self._starts.setdefault(event.trace_id, {})[event.id] = event
-
-    @hookimpl
     def on_embedding_end(self, event: Event) -> None:
         """Count the tokens of the embedded texts."""
-        start = self._pop_start(event)
-        record = self._count_embedding(start, event)
+        record = self._count_embedding(event)
         if record is None:
             return
         with self._lock:
@@ -131,21 +114,7 @@ class TokenCountingPlugin:
             for totals in self._totals_for(record.model, record.source, record.trace_id):
                 totals.add_embedding(record)
 
-    @hookimpl
-    def on_trace_end(self, trace: Trace) -> None:
-        """Forget starts whose end never arrived (e.g. dropped by a full queue)."""
-        self._starts.pop(trace.id, None)
-
     # -- counting ------------------------------------------------------------------------------
-
-    def _pop_start(self, end: Event) -> Event | None:
-        starts = self._starts.get(end.trace_id)
-        if starts is None:
-            return None
-        start = starts.pop(end.id, None)
-        if not starts:
-            del self._starts[end.trace_id]
-        return start
 
     def _tokenizer_for(self, model: str | None) -> tuple[Tokenizer, str, str | None]:
         if self._tokenizer is not None:
@@ -170,8 +139,8 @@ class TokenCountingPlugin:
             encoding = load_encoding(name, settings.encoding_dirs)
         return encoding.encode_ordinary, "tiktoken", name
 
-    def _count_llm(self, start: Event | None, end: Event) -> LLMTokenCount | None:
-        payload = _merged(start, end)
+    def _count_llm(self, end: Event) -> LLMTokenCount | None:
+        payload = end.full_payload
         model = model_of(payload)
         usage = usage_of(payload)
         if usage is not None:
@@ -200,8 +169,8 @@ class TokenCountingPlugin:
             prompt, completion, prompt + completion, model, end.trace_id, end.id, source, encoding
         )
 
-    def _count_embedding(self, start: Event | None, end: Event) -> EmbeddingTokenCount | None:
-        payload = _merged(start, end)
+    def _count_embedding(self, end: Event) -> EmbeddingTokenCount | None:
+        payload = end.full_payload
         model = payload.get(EventPayload.EMBEDDING_MODEL_NAME) or model_of(payload)
         model = str(model) if model else None
         usage = usage_of(payload)
@@ -233,11 +202,8 @@ class TokenCountingPlugin:
 
     def _sync(self) -> None:
         """Wait until every event emitted so far has been counted."""
-        if self._manager is not None and self._name is not None:
-            try:
-                self._manager.flush(plugin=self._name)
-            except KeyError:  # unregistered: nothing more will arrive
-                pass
+        if self._manager is not None:
+            self._manager.flush(plugin=self)
 
     @property
     def llm_token_counts(self) -> list[LLMTokenCount]:
@@ -313,12 +279,6 @@ class TokenCountingPlugin:
         """Forget every record and total (and budget overruns), after counting what is queued."""
         self._sync()
         self._reset()
-
-
-def _merged(start: Event | None, end: Event) -> Mapping[str, Any]:
-    if start is None:
-        return end.payload
-    return {**start.payload, **end.payload}
 
 
 def _copy(totals: TokenTotals) -> TokenTotals:
