@@ -8,7 +8,6 @@ import io
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -45,15 +44,14 @@ import callbacks
 from callbacks import (
     ROOT,
     CallbackManager,
-    Event,
     EventPayload,
     EventType,
     Trace,
-    hookimpl,
     payloads,
 )
 from callbacks.integrations import llama_index as bridge
 from callbacks.integrations.llama_index import CallbacksHandler
+from callbacks.testing import RecordingPlugin
 
 DOCS = [
     Document(text=f"Document {i} is about topic {i}. It says {i} plus {i} is {2 * i}. " * 4)
@@ -62,46 +60,6 @@ DOCS = [
 
 
 # -- recorders on both sides -------------------------------------------------------------------
-
-
-class Recorder:
-    """An inline host plugin that keeps every event and ended trace."""
-
-    callbacks_delivery = "inline"
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: list[Event] = []
-        self.traces: list[Trace] = []
-
-    @hookimpl
-    def on_event_start(self, event: Event) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    @hookimpl
-    def on_event_end(self, event: Event) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    @hookimpl
-    def on_trace_end(self, trace: Trace) -> None:
-        with self.lock:
-            self.traces.append(trace)
-
-    def starts(self, trace: Trace | None = None) -> list[Event]:
-        return [e for e in self.events if e.is_start and (trace is None or e.trace_id == trace.id)]
-
-    def ends(self, event_type: EventType | None = None) -> list[Event]:
-        return [
-            e
-            for e in self.events
-            if not e.is_start and (event_type is None or e.type is event_type)
-        ]
-
-    def clear(self) -> None:
-        self.events.clear()
-        self.traces.clear()
 
 
 class LlamaParents(BaseCallbackHandler):
@@ -173,7 +131,7 @@ def mock_models() -> Iterator[None]:
 def run() -> Iterator[SimpleNamespace]:
     """A host manager with a recorder, bridged into ``Settings.callback_manager`` next to
     LlamaIndex's own LlamaDebugHandler, and an index built through it."""
-    recorder = Recorder()
+    recorder = RecordingPlugin()
     manager = CallbackManager([recorder])
     debug = LlamaDebugHandler(print_trace_on_end=False)
     parents = LlamaParents()
@@ -192,7 +150,7 @@ def run() -> Iterator[SimpleNamespace]:
     manager.shutdown(timeout=2.0)
 
 
-def only_trace(recorder: Recorder, name: str) -> Trace:
+def only_trace(recorder: RecordingPlugin, name: str) -> Trace:
     traces = [t for t in recorder.traces if t.name == name]
     assert len(traces) == 1, [t.name for t in recorder.traces]
     return traces[0]
@@ -231,7 +189,7 @@ def test_query_trace_map_equals_the_parents_llama_index_reports(run: SimpleNames
     trace = only_trace(run.recorder, "query")
     ids = trace_ids(trace)
     assert trace.trace_map == run.parents.trace_map(ids)
-    types = {e.id: e.type for e in run.recorder.starts(trace)}
+    types = {e.id: e.type for e in run.recorder.starts(trace=trace)}
     assert shape(trace.trace_map, types) == (
         (
             "query",
@@ -273,7 +231,7 @@ def test_index_construction_is_its_own_trace(run: SimpleNamespace) -> None:
     run.recorder.clear()
     VectorStoreIndex.from_documents(DOCS[:2])
     trace = only_trace(run.recorder, "index_construction")
-    types = {e.id: e.type for e in run.recorder.starts(trace)}
+    types = {e.id: e.type for e in run.recorder.starts(trace=trace)}
     assert shape(trace.trace_map, types) == (
         ("node_parsing", (("chunking", ()), ("chunking", ()))),
         ("embedding", ()),
@@ -388,7 +346,7 @@ def test_concurrent_aqueries_get_separate_exact_traces(run: SimpleNamespace) -> 
         assert trace.trace_map == run.parents.trace_map(ids)
         assert not seen & set(ids)
         seen |= set(ids)
-        starts = run.recorder.starts(trace)
+        starts = run.recorder.starts(trace=trace)
         assert sorted(e.id for e in starts) == sorted(ids)
         (query,) = [e for e in starts if e.type is EventType.QUERY]
         question = query.payload["query_str"]
@@ -443,7 +401,7 @@ def test_sub_question_engine_nests_each_sub_question_under_the_query(
 
     trace = only_trace(run.recorder, "query")
     assert trace.trace_map == run.parents.trace_map(trace_ids(trace))
-    starts = {e.id: e for e in run.recorder.starts(trace)}
+    starts = {e.id: e for e in run.recorder.starts(trace=trace)}
     (root,) = trace.trace_map[ROOT]
     assert starts[root].type is EventType.QUERY
     children = [starts[c].type for c in trace.trace_map[root]]
@@ -514,7 +472,7 @@ def test_install_without_a_manager_follows_the_process_manager(
         assert bridge.install() is handler
         assert handler.manager is callbacks.get_manager()
         assert bridge.install(callbacks.get_manager()) is handler
-        recorder = Recorder()
+        recorder = RecordingPlugin()
         callbacks.get_manager().register(recorder)
         Settings.llm.complete("hi")
         assert [e.type for e in recorder.starts()] == [EventType.LLM]
@@ -525,7 +483,7 @@ def test_install_without_a_manager_follows_the_process_manager(
 
 
 def test_handler_on_a_specific_llama_callback_manager() -> None:
-    recorder = Recorder()
+    recorder = RecordingPlugin()
     manager = CallbackManager([recorder])
     llama_cm = LlamaCallbackManager([])
     llama_cm.add_handler(CallbacksHandler(manager))
@@ -558,7 +516,7 @@ def test_query_inside_an_application_event_nests_under_it(run: SimpleNamespace) 
 
 
 def test_failed_llama_event_reaches_plugins_with_its_exception() -> None:
-    recorder = Recorder()
+    recorder = RecordingPlugin()
     manager = CallbackManager([recorder])
     llama_cm = LlamaCallbackManager([CallbacksHandler(manager)])
     try:

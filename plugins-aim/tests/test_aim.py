@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from callbacks import CallbackManager, Event, EventPayload, EventType, hookimpl
+from callbacks import CallbackManager, Event, EventPayload, EventType
+from callbacks.testing import RecordingPlugin
 from callbacks_aim import AimPlugin, AimSettings
 from callbacks_aim.settings import resolve_repo
 
@@ -30,27 +31,11 @@ NODES = [
 ]
 
 
-class Capture:
-    """Inline plugin that keeps every end event, so tests know the ids the host assigned."""
-
-    callbacks_delivery = "inline"
-
-    def __init__(self) -> None:
-        self.ends: list[Event] = []
-
-    @hookimpl
-    def on_event_end(self, event: Event) -> None:
-        self.ends.append(event)
-
-    def of(self, event_type: EventType) -> list[Event]:
-        return [e for e in self.ends if e.type is event_type]
-
-
 @dataclass
 class Recorded:
     """What the traced pipeline emitted, and the Aim run read back from the repository."""
 
-    capture: Capture
+    capture: RecordingPlugin
     stats: dict[str, Any]
     run: Any
     answer: str
@@ -124,7 +109,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     from aim.sdk.index_manager import RepoIndexManager
 
     repo_dir = tmp_path_factory.mktemp("aim")
-    capture = Capture()
+    capture = RecordingPlugin()
     cm = CallbackManager(
         plugins=[AimPlugin(), capture],
         load_entrypoints=False,
@@ -150,21 +135,21 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 
 
 def test_llm_messages_and_response_read_back_with_their_context(recorded: Recorded) -> None:
-    first = recorded.capture.of(EventType.LLM)[0]
+    first = recorded.capture.ends(EventType.LLM)[0]
     context = {**ids(first), "model": "stub-1"}
     assert recorded.text("prompt", context) == [(0, "system: Answer briefly.\nuser: " + QUESTION)]
     assert recorded.text("response", context) == [(0, "Metrics and texts.")]
 
 
 def test_llm_without_model_name_has_unknown_model_context(recorded: Recorded) -> None:
-    second = recorded.capture.of(EventType.LLM)[1]
+    second = recorded.capture.ends(EventType.LLM)[1]
     context = {**ids(second), "model": "unknown"}
     assert recorded.text("prompt", context) == [(1, "Summarize.")]
     assert recorded.text("response", context) == [(1, "Done.")]
 
 
 def test_llm_without_response_key_records_its_prompt_only(recorded: Recorded) -> None:
-    third = recorded.capture.of(EventType.LLM)[2]
+    third = recorded.capture.ends(EventType.LLM)[2]
     context = {**ids(third), "model": "unknown"}
     assert recorded.text("prompt", context) == [(2, "no answer key")]
     from aim.storage.context import Context
@@ -186,7 +171,7 @@ def test_reported_token_usage_is_recorded_as_metrics(recorded: Recorded) -> None
 
 
 def test_each_chunk_is_a_text_with_increasing_steps(recorded: Recorded) -> None:
-    chunking = recorded.capture.of(EventType.CHUNKING)[0]
+    chunking = recorded.capture.ends(EventType.CHUNKING)[0]
     assert recorded.text("chunk", ids(chunking)) == [
         (0, "chunk one"),
         (1, "chunk two"),
@@ -195,7 +180,7 @@ def test_each_chunk_is_a_text_with_increasing_steps(recorded: Recorded) -> None:
 
 
 def test_retrieved_texts_and_scores_share_steps(recorded: Recorded) -> None:
-    retrieve = recorded.capture.of(EventType.RETRIEVE)[0]
+    retrieve = recorded.capture.ends(EventType.RETRIEVE)[0]
     assert recorded.text("query", ids(retrieve)) == [(0, QUESTION)]
     assert recorded.text("retrieved", ids(retrieve)) == [
         (0, NODES[0]["text"]),
@@ -205,15 +190,15 @@ def test_retrieved_texts_and_scores_share_steps(recorded: Recorded) -> None:
 
 
 def test_unusual_payload_shapes_are_recorded_without_errors(recorded: Recorded) -> None:
-    odd = recorded.capture.of(EventType.RETRIEVE)[1]
+    odd = recorded.capture.ends(EventType.RETRIEVE)[1]
     assert recorded.text("retrieved", ids(odd)) == [(2, "42")]
     assert recorded.stats["aim"]["errors"] == 0
     assert recorded.stats["aim"]["dropped"] == 0
 
 
 def test_latency_of_every_event_type_is_recorded(recorded: Recorded) -> None:
-    for event_type in {e.type for e in recorded.capture.ends}:
-        expected = [e.duration_ns / 1e6 for e in recorded.capture.of(event_type)]
+    for event_type in {e.type for e in recorded.capture.ends()}:
+        expected = [e.duration_ns / 1e6 for e in recorded.capture.ends(event_type)]
         got = recorded.metric("latency_ms", {"event_type": event_type.value})
         assert [step for step, _ in got] == list(range(len(expected)))
         assert [value for _, value in got] == pytest.approx(expected)
@@ -222,12 +207,12 @@ def test_latency_of_every_event_type_is_recorded(recorded: Recorded) -> None:
 def test_trace_latency_is_recorded(recorded: Recorded) -> None:
     [(step, value)] = recorded.metric("trace_latency_ms", {"trace_name": "query"})
     assert step == 0
-    query = recorded.capture.of(EventType.QUERY)[0]
+    query = recorded.capture.ends(EventType.QUERY)[0]
     assert value >= query.duration_ns / 1e6
 
 
 def test_failed_event_records_its_error_and_reaches_the_caller(recorded: Recorded) -> None:
-    failed = recorded.capture.of(EventType.FUNCTION_CALL)[0]
+    failed = recorded.capture.ends(EventType.FUNCTION_CALL)[0]
     assert recorded.text("error", ids(failed)) == [(0, "ValueError: tool broke")]
     assert recorded.answer == "Metrics and texts."
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from openinference.semconv.trace import SpanAttributes
 
-from callbacks import ROOT, CallbackManager, Event, EventType, hookimpl
+from callbacks import ROOT, CallbackManager, EventType
 from callbacks.demo import run_demo
+from callbacks.testing import RecordingPlugin
 from callbacks_openinference import OpenInferencePlugin
 
 KINDS = {
@@ -21,27 +22,16 @@ KINDS = {
 }
 
 
-class _Ends:
-    callbacks_delivery = "inline"
-
-    def __init__(self) -> None:
-        self.ends: list[Event] = []
-
-    @hookimpl
-    def on_event_end(self, event: Event) -> None:
-        self.ends.append(event)
-
-
 def test_demo_events_become_spans_with_kinds_parents_and_times(tmp_path: Path) -> None:
-    plugin, ends = OpenInferencePlugin(), _Ends()
+    plugin, ends = OpenInferencePlugin(), RecordingPlugin()
     cm = CallbackManager(plugins=[plugin, ends], config={"openinference": {"exporter": "memory"}})
     report = run_demo(questions=2, out_dir=tmp_path, manager=cm, stream=io.StringIO())
     assert cm.flush(10)
     spans = plugin.memory_exporter.get_finished_spans()
     cm.shutdown()
 
-    by_event = {e.id: e for e in ends.ends}
-    assert {e.type for e in ends.ends} == set(EventType)
+    by_event = {e.id: e for e in ends.ends()}
+    assert {e.type for e in ends.ends()} == set(EventType)
     roots = [s for s in spans if s.parent is None]
     assert len(roots) == len(report.trace_ids)
     assert len(spans) == len(by_event) + len(roots)
@@ -68,5 +58,5 @@ def test_demo_events_become_spans_with_kinds_parents_and_times(tmp_path: Path) -
         else:
             assert span.parent.span_id == span_of_event[parent].context.span_id
     failed = [s for s in spans if s.status.status_code.name == "ERROR"]
-    errors = [e for e in ends.ends if e.exception is not None or e.type is EventType.EXCEPTION]
+    errors = [e for e in ends.ends() if e.exception is not None or e.type is EventType.EXCEPTION]
     assert errors and len(failed) == len(errors)

@@ -9,20 +9,10 @@ from typing import Any
 import wandb
 from wandb_reader import find_run_file, read_run
 
-from callbacks import CallbackManager, Event, EventType, hookimpl
+from callbacks import CallbackManager, EventType
 from callbacks.demo import run_demo
+from callbacks.testing import RecordingPlugin
 from callbacks_wandb import WandbPlugin
-
-
-class _Ends:
-    callbacks_delivery = "inline"
-
-    def __init__(self) -> None:
-        self.ends: list[Event] = []
-
-    @hookimpl
-    def on_event_end(self, event: Event) -> None:
-        self.ends.append(event)
 
 
 def _span_ids(span: dict[str, Any]) -> list[str]:
@@ -33,7 +23,7 @@ def _span_ids(span: dict[str, Any]) -> list[str]:
 
 
 def test_demo_run_is_recorded_in_wandb(wandb_offline: Path) -> None:
-    ends = _Ends()
+    ends = RecordingPlugin()
     cm = CallbackManager(plugins=[WandbPlugin(), ends], config={"wandb": {"project": "demo"}})
     report = run_demo(questions=2, out_dir=wandb_offline / "out", manager=cm, stream=io.StringIO())
     cm.shutdown()
@@ -44,11 +34,11 @@ def test_demo_run_is_recorded_in_wandb(wandb_offline: Path) -> None:
     trees = run.trace_trees()
     assert len(trees) == len(report.trace_ids)
     recorded = {span_id for tree in trees for span_id in _span_ids(tree)}
-    emitted = {e.id for e in ends.ends}
+    emitted = {e.id for e in ends.ends()}
     assert emitted <= recorded, "every demo event is a span"
-    assert {e.type for e in ends.ends} == set(EventType)
+    assert {e.type for e in ends.ends()} == set(EventType)
 
-    llm_ends = [e for e in ends.ends if e.type is EventType.LLM]
+    llm_ends = [e for e in ends.ends() if e.type is EventType.LLM]
     table = run.table("llm_calls")
     assert len(table["data"]) == len(llm_ends) == report.event_counts["llm"]
     assert len(run.rows_with("llm/latency_ms")) == len(llm_ends)

@@ -13,8 +13,9 @@ import pytest
 import wandb
 from wandb_reader import OfflineRun, find_run_file, read_run
 
-from callbacks import CallbackManager, EventPayload, EventType, Trace, hookimpl, using_attributes
+from callbacks import CallbackManager, EventPayload, EventType, Trace, using_attributes
 from callbacks.config import ConfigError
+from callbacks.testing import RecordingPlugin
 from callbacks_wandb import WandbPlugin, WandbSettings
 from callbacks_wandb.llm_calls import COLUMNS
 
@@ -330,23 +331,10 @@ def test_run_config_records_settings_but_not_the_api_key(pipeline: Pipeline) -> 
             assert API_KEY.encode() not in path.read_bytes(), path
 
 
-class Recorder:
-    """Another plugin on the same manager."""
-
-    callbacks_name = "recorder"
-
-    def __init__(self) -> None:
-        self.ends: list[str] = []
-
-    @hookimpl
-    def on_event_end(self, event: Any) -> None:
-        self.ends.append(str(event.type))
-
-
 def test_wandb_init_failure_does_not_reach_the_app(
     wandb_offline: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    recorder = Recorder()
+    recorder = RecordingPlugin(delivery="background")
     cm = CallbackManager(
         plugins=[WandbPlugin(), recorder], config={"wandb": {"project": "bad/name"}}
     )
@@ -361,7 +349,7 @@ def test_wandb_init_failure_does_not_reach_the_app(
         assert [app("a"), app("b")] == ["fine", "fine"]
         assert cm.flush(timeout=10)
         cm.shutdown(timeout=10)
-    assert recorder.ends == ["llm", "llm"]
+    assert [e.type.value for e in recorder.ends()] == ["llm", "llm"]
     stats = cm.stats()
     assert stats["wandb"]["errors"] == 1  # reported once, not once per event
     assert stats["recorder"]["errors"] == 0
