@@ -122,3 +122,46 @@ def test_misspelled_hook_is_rejected_with_pluggy_validation_error() -> None:
         cm.register(Typo())
     assert cm.list_plugins() == {}
     cm.shutdown()
+
+
+def test_unregister_shuts_the_plugin_down_and_stops_delivery() -> None:
+    from callbacks.testing import RecordingPlugin
+
+    class Closing(RecordingPlugin):
+        closed = False
+
+        @hookimpl
+        def callbacks_shutdown(self, timeout: float) -> None:
+            self.closed = True
+
+    plugin = Closing(delivery="background")
+    cm = CallbackManager(plugins=[plugin])
+    with cm.event(EventType.LLM):
+        pass
+    assert cm.unregister("recorder") is plugin
+    assert plugin.closed and len(plugin.events) == 2
+    assert cm.get_plugin("recorder") is None and cm.list_plugins() == {}
+    with cm.event(EventType.LLM):
+        pass
+    assert len(plugin.events) == 2
+    assert cm.unregister("recorder") is None
+    cm.shutdown()
+
+
+def test_process_wide_manager_loads_installed_plugins_lazily(monkeypatch, tmp_path) -> None:
+    import callbacks
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CALLBACKS_PLUGINS", '["example"]')
+    callbacks.reset_manager()
+    try:
+        manager = callbacks.get_manager()
+        assert callbacks.get_manager() is manager
+        assert list(manager.list_plugins()) == ["example"]
+        example = manager.get_plugin("example")
+        with manager.event(EventType.LLM):
+            pass
+        assert example.llm_starts == 1
+    finally:
+        callbacks.reset_manager()
+    assert manager.closed
