@@ -88,32 +88,12 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         manager.shutdown(1.0)
     if args.json:
-        out.write(
-            json.dumps(
-                [
-                    {
-                        "key": k,
-                        "value": json.loads(_shown(v)) if not isinstance(v, str) else v,
-                        "source": s,
-                    }
-                    for k, v, s in rows
-                ],
-                indent=2,
-                default=str,
-            )
-            + "\n"
-        )
+        data = [{"key": k, "value": v, "source": s} for k, v, s in rows]
+        out.write(json.dumps(data, indent=2, default=str) + "\n")
         return 0
-    _print_table([[k, _shown(v), s] for k, v, s in rows], ["KEY", "VALUE", "SOURCE"], out)
+    table = [[k, json.dumps(v, default=str), s] for k, v, s in rows]
+    _print_table(table, ["KEY", "VALUE", "SOURCE"], out)
     return 0
-
-
-def _shown(value: Any) -> str:
-    from pydantic import SecretStr
-
-    if isinstance(value, SecretStr):
-        return "********"
-    return json.dumps(value, default=str)
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
