@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +23,15 @@ ALL_TYPES = {t.value for t in EventType}
 
 @pytest.fixture(scope="module")
 def subprocess_run(tmp_path_factory):
-    """``python -m callbacks.demo --questions 2`` with every installed plugin, in a temp dir."""
+    """The installed ``callbacks demo --questions 2`` console script, with every installed
+    plugin, in a temp dir."""
     cwd = tmp_path_factory.mktemp("demo-cwd")
     out = cwd / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLBACKS_", "WANDB_"))}
+    script = Path(sys.executable).with_name("callbacks")
+    assert script.exists(), "the callbacks console script is not installed next to python"
     proc = subprocess.run(
-        [sys.executable, "-m", "callbacks.demo", "--questions", "2", "--out", str(out)],
+        [str(script), "demo", "--questions", "2", "--out", str(out)],
         cwd=cwd,
         env=env,
         capture_output=True,
