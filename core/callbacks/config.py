@@ -24,17 +24,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .errors import ConfigError
+
 __all__ = ["Config", "ConfigError", "HostSettings", "Origin", "load_config"]
 
 ENV_PREFIX = "CALLBACKS_"
 CONFIG_PATH_ENV = "CALLBACKS_CONFIG"
 MASK = "********"
 _SECRET_HINTS = ("key", "token", "secret", "password", "header", "credential")
-
-
-class ConfigError(ValueError):
-    """A setting is invalid. The message names the key as the user wrote it, where it came from,
-    the value (secrets masked) and what was expected."""
 
 
 class HostSettings(BaseModel):

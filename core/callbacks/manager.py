@@ -12,13 +12,13 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
-from .config import Config, ConfigError, HostSettings, load_config
 from .delivery import Calls, DeliveryMode, PluginChannel
+from .errors import ConfigError
 from .events import (
     EMPTY_PAYLOAD,
     INPUT_KEYS,
@@ -31,6 +31,9 @@ from .events import (
 )
 from .plugins import InstalledPlugin, discover, instantiate, select
 from .trace import Trace
+
+if TYPE_CHECKING:
+    from .config import Config, HostSettings
 from .tracing import NOOP_SCOPE, EventScope, TraceScope, _NoopScope, new_event_id, traced_function
 
 __all__ = ["CallbackManager"]
@@ -75,6 +78,8 @@ class CallbackManager:
         load_entrypoints: bool = False,
         config: Mapping[str, Any] | None = None,
     ) -> None:
+        from .config import load_config  # pydantic-settings is imported on first use only
+
         self.config: Config = load_config(config)
         self.settings: HostSettings = self.config.host
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)

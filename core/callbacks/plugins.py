@@ -6,12 +6,17 @@ failing import stops the rest), so a broken plugin is reported while the others 
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .config import ConfigError, HostSettings
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    from .config import HostSettings
 
 __all__ = ["ENTRY_POINT_GROUP", "InstalledPlugin", "discover", "instantiate", "select"]
 
@@ -26,7 +31,7 @@ class InstalledPlugin:
     value: str
     distribution: str | None
     version: str | None
-    entry_point: importlib.metadata.EntryPoint | None = field(default=None, repr=False)
+    entry_point: EntryPoint | None = field(default=None, repr=False)
     active: bool = False
     reason: str = ""
     error: str | None = None
@@ -44,6 +49,8 @@ def instantiate(obj: object) -> object:
 
 def discover(group: str = ENTRY_POINT_GROUP) -> list[InstalledPlugin]:
     """Every entry point in ``group``, in name order, without importing any of them."""
+    import importlib.metadata  # only discovery needs it; keeps `import callbacks` cheap
+
     found: dict[str, InstalledPlugin] = {}
     for ep in importlib.metadata.entry_points(group=group):
         dist = getattr(ep, "dist", None)
