@@ -165,3 +165,18 @@ def test_process_wide_manager_loads_installed_plugins_lazily(monkeypatch, tmp_pa
     finally:
         callbacks.reset_manager()
     assert manager.closed
+
+
+def test_hook_wrappers_are_rejected_rather_than_silently_skipped() -> None:
+    import pluggy
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def on_llm_start(self, event: Event):
+            return (yield)
+
+    cm = CallbackManager()
+    with pytest.raises(pluggy.PluginValidationError, match="hook wrapper"):
+        cm.register(Wrapper())
+    assert cm.list_plugins() == {}
+    cm.shutdown()

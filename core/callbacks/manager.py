@@ -132,6 +132,7 @@ class CallbackManager:
             self._pm.register(plugin, name)
             try:
                 self._pm.check_pending()
+                self._reject_wrappers(plugin)
                 settings = self._plugin_settings(name, plugin)
             except Exception:
                 self._pm.unregister(plugin, name)
@@ -228,6 +229,17 @@ class CallbackManager:
             if channel.plugin is name_or_plugin:
                 return channel
         return None
+
+    def _reject_wrappers(self, plugin: object) -> None:
+        # Hooks are called straight from the dispatch table, so a wrapper would never run.
+        for caller in self._pm.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.hookwrapper or getattr(impl, "wrapper", False)):
+                    raise pluggy.PluginValidationError(
+                        plugin,
+                        f"{caller.name} is declared as a hook wrapper; callbacks calls each hook "
+                        f"directly, so implement it as a plain hook",
+                    )
 
     def _impl(self, plugin: object, hook_name: str) -> Callable[..., Any] | None:
         """The plugin's implementation of a lifecycle hook, called with keyword arguments of
