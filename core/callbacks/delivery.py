@@ -56,7 +56,8 @@ _STOP = object()
 _channels: weakref.WeakSet[PluginChannel] = weakref.WeakSet()
 
 
-def _count_value(counter: itertools.count[int]) -> int:
+def count_value(counter: itertools.count[int]) -> int:
+    """The next value of ``counter`` (how many times it was advanced), without advancing it."""
     # itertools.count increments atomically under the GIL; __reduce__ reads it without consuming.
     return int(counter.__reduce__()[1][0])  # type: ignore[index]
 
@@ -264,7 +265,7 @@ class PluginChannel:
     @property
     def delivered(self) -> int:
         """Events (and traces) handed to this plugin's hooks."""
-        return _count_value(self._delivered)
+        return count_value(self._delivered)
 
     @property
     def queue_depth(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
+import itertools
 import logging
 import random
 import threading
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from .delivery import Calls, DeliveryMode, PluginChannel
+from .delivery import Calls, DeliveryMode, PluginChannel, count_value
 from .errors import ConfigError
 from .events import (
     EMPTY_PAYLOAD,
@@ -98,7 +99,11 @@ class CallbackManager:
             or self.settings.hide_outputs
             or self.settings.max_payload_chars
         )
-        self._host_counts = {"unmatched_ends": 0, "abandoned": 0, "traces": 0, "sampled_out": 0}
+        # itertools.count increments atomically under the GIL, so these stay exact across threads.
+        self._host_counts = {
+            name: itertools.count()
+            for name in ("traces", "sampled_out", "abandoned", "unmatched_ends")
+        }
         self.installed: list[InstalledPlugin] = []
         for plugin in plugins:
             self.register(plugin)
@@ -411,7 +416,7 @@ class CallbackManager:
         entry = self._pending.pop(event_id, None) if event_id is not None else None
         if entry is None:
             if self._routes[event_type] is not None:
-                self._host_counts["unmatched_ends"] += 1
+                next(self._host_counts["unmatched_ends"])
             return
         scope, previous = entry
         frame = self._frame.get()
@@ -422,7 +427,7 @@ class CallbackManager:
     def _abandon(self, start: Event, trace: Trace) -> None:
         if trace._open.pop(start.id, None) is None:
             return
-        self._host_counts["abandoned"] += 1
+        next(self._host_counts["abandoned"])
         now = _monotonic_ns()
         duration = now - start.time_ns
         end = Event(
@@ -450,11 +455,11 @@ class CallbackManager:
         rate = self.settings.sample_rate
         sampled = rate >= 1.0 or random.random() < rate
         trace = Trace(name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled)
-        self._host_counts["traces"] += 1
+        next(self._host_counts["traces"])
         if sampled:
             self._deliver(self._trace_routes[0], trace, "on_trace_start")
         else:
-            self._host_counts["sampled_out"] += 1
+            next(self._host_counts["sampled_out"])
         return trace
 
     def _close_trace(self, trace: Trace) -> None:
@@ -615,7 +620,8 @@ class CallbackManager:
 
     def host_stats(self) -> dict[str, int]:
         """The host's own counters: traces, sampled_out, abandoned, unmatched_ends."""
-        return dict(self._host_counts, pending=len(self._pending))
+        counts = {name: count_value(counter) for name, counter in self._host_counts.items()}
+        return {**counts, "pending": len(self._pending)}
 
     def __repr__(self) -> str:
         return f"<CallbackManager plugins={list(self._channels)}>"
