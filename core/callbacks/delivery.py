@@ -58,8 +58,9 @@ _channels: weakref.WeakSet[PluginChannel] = weakref.WeakSet()
 
 def count_value(counter: itertools.count[int]) -> int:
     """The next value of ``counter`` (how many times it was advanced), without advancing it."""
-    # itertools.count increments atomically under the GIL; __reduce__ reads it without consuming.
-    return int(counter.__reduce__()[1][0])  # type: ignore[index]
+    # itertools.count increments atomically under the GIL; its repr, "count(N)", reads it without
+    # consuming (pickling support, __reduce__, is gone in Python 3.14).
+    return int(repr(counter)[6:-1])
 
 
 class PluginChannel:
