@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from .settings import WandbSettings
 from .spans import build_tree
 
 if TYPE_CHECKING:
-    from callbacks import CallbackManager, Trace
+    from callbacks import Trace
 
 __all__ = ["WandbPlugin"]
 
@@ -44,7 +43,6 @@ class WandbPlugin:
         self._rows: deque[list[Any]] = deque(maxlen=MAX_TABLE_ROWS)
         self._rows_added = 0
         self._rows_logged = 0
-        self._manager: CallbackManager | None = None
 
     @hookimpl
     def callbacks_settings(self) -> type[WandbSettings]:
@@ -52,11 +50,10 @@ class WandbPlugin:
         return WandbSettings
 
     @hookimpl
-    def callbacks_configure(self, settings: WandbSettings | None, manager: CallbackManager) -> None:
+    def callbacks_configure(self, settings: WandbSettings | None) -> None:
         """Keep the validated settings; the run itself starts with the first event."""
         self.settings = settings if settings is not None else WandbSettings()
         self.run = RunHandle(self.settings)
-        self._manager = manager
 
     @hookimpl
     def on_event_start(self, event: Event) -> None:
@@ -101,7 +98,6 @@ class WandbPlugin:
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
         """Log the table and finish the run: without ``finish()`` W&B loses the data."""
-        atexit.unregister(self._shutdown_at_exit)
         try:
             self._log_table()
             if len(self._collector):
@@ -128,15 +124,7 @@ class WandbPlugin:
             except WandbInitError:
                 self.discarded += 1
                 raise
-            # wandb registers its own exit handler during init, after the host's, so at exit it
-            # would finish the run before the host shuts this plugin down (atexit runs last-in
-            # first-out). Registering now puts this plugin's shutdown ahead of wandb's.
-            atexit.register(self._shutdown_at_exit)
         return True
-
-    def _shutdown_at_exit(self) -> None:
-        if self._manager is not None:
-            self._manager.shutdown()
 
     def _log_table(self) -> None:
         if self._rows_added == self._rows_logged or not (self.run.started and self.run.usable):
