@@ -45,7 +45,7 @@ def _event(
 
 def test_odd_event_streams_are_logged_without_crashing(wandb_offline: Path) -> None:
     plugin = WandbPlugin()
-    plugin.callbacks_configure(WandbSettings(project="edges", log_payloads="full"), manager=None)  # type: ignore[arg-type]
+    plugin.callbacks_configure(WandbSettings(project="edges", log_payloads="full"))
     plugin.on_event_start(
         _event("q", EventType.QUERY, EventPhase.START, "root", {P.QUERY_STR: "x" * 3000})
     )
