@@ -268,6 +268,8 @@ class EventScope:
                 children.append(event_id)
             trace._open[event_id] = start
             self._token = var.set((trace, event_id))
+            # Delivery is written out here and in finish() rather than shared: on the hot path a
+            # helper call costs more than the loop itself.
             inline, background = routes[0]
             for channel, calls in inline:
                 for hook, fn in calls:
