@@ -1,5 +1,6 @@
 """Reference points: the floor (a bare call), the practical limit of any context-tracking tracer
-(a contextvar set/reset and two clock reads), and raw pluggy dispatch."""
+(a contextvar set/reset and two clock reads), raw pluggy dispatch, and the bookkeeping floor: the
+work callbacks does for one inline plugin, written as plainly as possible, with no host."""
 
 from __future__ import annotations
 
@@ -64,6 +65,86 @@ def _pluggy(tmp: Path) -> Fixture:
     )
 
 
+def _bookkeeping(tmp: Path) -> Fixture:
+    import itertools
+    import threading
+    from types import MappingProxyType
+
+    from callbacks.events import Event, EventPhase, EventType
+
+    var: contextvars.ContextVar[Any] = contextvars.ContextVar("bench_frame", default=None)
+    ids = map("bench-".__add__, map(str, itertools.count(1)))
+    trace_map: dict[str, list[str]] = {}
+    open_events: dict[str, Event] = {}
+    durations: dict[EventType, list[int]] = {}
+    var.set(("trace", "root"))
+    new, proxy, clock, ident = (
+        tuple.__new__,
+        MappingProxyType,
+        time.monotonic_ns,
+        threading.get_ident,
+    )
+    start_phase, end_phase, llm = EventPhase.START, EventPhase.END, EventType.LLM
+
+    def pair(start_payload: dict[str, Any], end_payload: dict[str, Any]) -> None:
+        trace_id, parent = var.get()
+        event_id = next(ids)
+        start = new(
+            Event,
+            (
+                event_id,
+                llm,
+                start_phase,
+                trace_id,
+                parent,
+                clock(),
+                proxy(dict(start_payload)),
+                None,
+                None,
+                ident(),
+                None,
+                None,
+            ),
+        )
+        trace_map.setdefault(parent, []).append(event_id)
+        open_events[event_id] = start
+        token = var.set((trace_id, event_id))
+        _noop(start)
+        var.reset(token)
+        now = clock()
+        end = new(
+            Event,
+            (
+                event_id,
+                llm,
+                end_phase,
+                trace_id,
+                parent,
+                now,
+                proxy(dict(end_payload)),
+                now - start[5],
+                None,
+                ident(),
+                None,
+                start,
+            ),
+        )
+        del open_events[event_id]
+        durations.setdefault(llm, []).append(now - start[5])
+        _noop(end)
+        if len(trace_map[parent]) > 10_000:
+            trace_map.clear()
+            durations.clear()
+
+    return Fixture(
+        {
+            "pair": pair,
+            "P": {"prompt": PROMPT, "model_name": MODEL},
+            "E": {"completion": COMPLETION},
+        }
+    )
+
+
 CASES = [
     Case("bare_call", "bare function call", "reference", "noop(P)", _bare),
     Case(
@@ -88,5 +169,12 @@ CASES = [
         """,
         _pluggy,
         requires=("pluggy",),
+    ),
+    Case(
+        "bookkeeping_floor",
+        "bookkeeping floor: same work, no host",
+        "reference",
+        "pair(P, E)",
+        _bookkeeping,
     ),
 ]

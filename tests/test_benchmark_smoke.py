@@ -20,6 +20,7 @@ EXPECTED_CASES = [
     "bare_call",
     "practical_limit",
     "pluggy_raw",
+    "bookkeeping_floor",
     "callbacks_0",
     "callbacks_inline",
     "callbacks_background",
@@ -86,7 +87,7 @@ def test_reference_host_and_zero_handler_peer_cases_always_run(
     data, _ = quick_run
     ran = {c["key"] for c in data["cases"] if c["measurement"] is not None}
     assert {"bare_call", "practical_limit", "callbacks_0", "callbacks_inline"} <= ran
-    assert {"callbacks_background", "pluggy_raw"} <= ran
+    assert {"callbacks_background", "pluggy_raw", "bookkeeping_floor"} <= ran
 
 
 def test_scaling_figures_are_all_present_and_positive(
