@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextvars
 import itertools
@@ -45,8 +44,6 @@ _START = EventPhase.START
 _END = EventPhase.END
 _monotonic_ns = time.monotonic_ns
 _get_ident = threading.get_ident
-_get_running_loop = asyncio._get_running_loop
-_current_task = asyncio.current_task
 _HIDDEN = "<hidden>"
 _MAX_PENDING = 100_000
 
@@ -59,8 +56,6 @@ its calls up on its worker (``PluginChannel.event_calls``), so only the event is
 
 _EMPTY_ROUTE: Route = ((), ())
 _managers: weakref.WeakSet[CallbackManager] = weakref.WeakSet()
-_new_tuple = tuple.__new__
-_proxy = MappingProxyType
 
 
 class CallbackManager:
