@@ -43,7 +43,12 @@ def test_plugins_json_lists_installed_active_and_failed(tmp_path) -> None:
     example = rows["example"]
     assert example["distribution"] == "callbacks-example" and example["version"] == "0.3.0"
     assert example["active"] and example["delivery"] == "inline"
-    assert example["hooks"] == ["callbacks_configure", "callbacks_settings", "on_llm_start"]
+    assert example["hooks"] == [
+        "callbacks_commands",
+        "callbacks_configure",
+        "callbacks_settings",
+        "on_llm_start",
+    ]
     assert rows["broken"]["active"] is False
     assert rows["broken"]["reason"] == "failed to load"
     assert "ImportError" in rows["broken"]["error"]
@@ -91,3 +96,10 @@ def test_bad_config_exits_nonzero_with_one_line_error(tmp_path, env, expected) -
     assert len(errors) == 1 and expected in errors[0]
     assert "Traceback" not in result.stderr
     assert "sk-x" not in result.stderr
+
+
+def test_an_installed_plugin_contributes_a_subcommand(tmp_path) -> None:
+    helped = run_cli("--help", cwd=tmp_path)
+    assert "example-greet" in helped.stdout
+    greeted = run_cli("example-greet", "Ada", cwd=tmp_path)
+    assert (greeted.returncode, greeted.stdout) == (0, "hello, Ada\n")

@@ -123,8 +123,9 @@ def test_demo_events_are_properly_nested(in_process_run):
         "synthesize": {"sub_question"},
         "tree": {"query"},
         "agent_step": {"query"},
-        "templating": {"query", "synthesize", "tree"},
-        "llm": {"query", "synthesize", "tree", "agent_step"},
+        "chain": {"query"},
+        "templating": {"chain", "synthesize", "tree"},
+        "llm": {"chain", "synthesize", "tree", "agent_step"},
         "function_call": {"agent_step"},
         "exception": {"function_call"},
     }

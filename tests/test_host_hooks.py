@@ -9,7 +9,7 @@ from callbacks.events import EventPhase
 
 
 def _typed_plugin(calls: list[tuple[str, Event]]) -> object:
-    """A plugin implementing on_<type>_start/end for all 14 types plus the generic hooks."""
+    """A plugin implementing on_<type>_start/end for all 15 types plus the generic hooks."""
     namespace: dict[str, object] = {"callbacks_delivery": "inline"}
     hook_names = [f"on_{t.value}_{p}" for t in EventType for p in ("start", "end")]
     for name in [*hook_names, "on_event_start", "on_event_end"]:
@@ -23,7 +23,7 @@ def _typed_plugin(calls: list[tuple[str, Event]]) -> object:
 
 
 def test_all_fourteen_event_types_exist_with_llamaindex_values() -> None:
-    assert len(EventType) == 14
+    assert len(EventType) == 15
     assert EventType.NODE_PARSING.value == "node_parsing"
     assert EventPayload.PROMPT.value == "formatted_prompt"
     assert EventPayload.FUNCTION_OUTPUT.value == "function_call_response"

@@ -13,6 +13,8 @@ from .config import ConfigError
 
 __all__ = ["main"]
 
+logger = logging.getLogger(__name__)
+
 
 def _plugin_rows() -> list[dict[str, Any]]:
     from .manager import CallbackManager
@@ -135,7 +137,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="callbacks-out", help="output directory (default callbacks-out)"
     )
     demo.set_defaults(run=_cmd_demo)
+    _add_plugin_commands(commands)
     return parser
+
+
+def _add_plugin_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Let every installed plugin that implements ``callbacks_commands`` add its subcommands.
+    A plugin that fails to import, or whose hook raises, adds nothing; ``callbacks plugins``
+    reports import failures."""
+    import pluggy
+
+    from . import hookspecs
+    from .plugins import discover
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for entry in discover():
+        try:
+            pm.register(entry.load(), entry.name)
+        except (Exception, SystemExit):
+            continue
+    for impl in pm.hook.callbacks_commands.get_hookimpls():
+        try:
+            impl.function(*(commands if name == "commands" else None for name in impl.argnames))
+        except Exception as error:
+            logger.warning(
+                "callbacks plugin %r could not add its commands: %s: %s",
+                impl.plugin_name,
+                type(error).__name__,
+                error,
+            )
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:

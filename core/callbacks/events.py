@@ -25,7 +25,7 @@ ROOT = "root"
 
 
 class EventType(str, Enum):
-    """What happened. The values are LlamaIndex's ``CBEventType`` values."""
+    """What happened. The values are LlamaIndex's ``CBEventType`` values, plus ``chain``."""
 
     CHUNKING = "chunking"
     NODE_PARSING = "node_parsing"
@@ -41,6 +41,9 @@ class EventType(str, Enum):
     RERANKING = "reranking"
     EXCEPTION = "exception"
     AGENT_STEP = "agent_step"
+    CHAIN = "chain"
+    """A generic step that is none of the above (a LangChain chain, a graph node); not a
+    LlamaIndex type. OpenInference calls this span kind CHAIN."""
 
     def __str__(self) -> str:
         return self.value

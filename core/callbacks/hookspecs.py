@@ -13,6 +13,7 @@ passed to the application.
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -81,6 +82,15 @@ def callbacks_flush(timeout: float) -> None:
 def callbacks_shutdown(timeout: float) -> None:
     """Flush and release resources (close runs, exporters, files). Called once, at
     ``CallbackManager.shutdown`` or at interpreter exit."""
+
+
+@hookspec
+def callbacks_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add subcommands to the ``callbacks`` command line. ``commands`` is the argparse
+    sub-parsers object: call ``commands.add_parser(name, help=...)``, add arguments, and
+    ``set_defaults(run=fn)`` where ``fn(args, out) -> int`` writes to the text stream ``out`` and
+    returns the exit status. Every installed plugin that imports contributes its commands,
+    whether or not the configuration activates it for events."""
 
 
 # -- one start and one end hook per event type ---------------------------------------------------
@@ -224,3 +234,13 @@ def on_agent_step_start(event: Event) -> None:
 @hookspec
 def on_agent_step_end(event: Event) -> None:
     """End: an agent takes a step."""
+
+
+@hookspec
+def on_chain_start(event: Event) -> None:
+    """Start: a generic step (a chain, a graph node) that is none of the other types."""
+
+
+@hookspec
+def on_chain_end(event: Event) -> None:
+    """End: a generic step (a chain, a graph node) that is none of the other types."""

@@ -20,7 +20,7 @@ VECTOR = [0.25, -0.5, 1.0]
 
 def run_pipeline(cm: CallbackManager) -> str:
     """A RAG query plus an agent step with a tool call, one failing and one abandoned event:
-    every one of the 14 event types, nested. Returns the trace id."""
+    every one of the 15 event types, nested. Returns the trace id."""
     with using_attributes(
         session_id="s-1", user_id="u-1", metadata={"team": "qa"}, tags=["t1", "t2"]
     ):
@@ -41,6 +41,8 @@ def run_pipeline(cm: CallbackManager) -> str:
                     }
                 )
             with cm.event(EventType.QUERY, {EventPayload.QUERY_STR: "What is one?"}) as query:
+                with cm.event(EventType.CHAIN, {EventPayload.QUERY_STR: "What is one?"}) as chain:
+                    chain.on_end({EventPayload.RESPONSE: "one"})
                 with cm.event(
                     EventType.RETRIEVE, {EventPayload.QUERY_STR: "What is one?"}
                 ) as retrieve:

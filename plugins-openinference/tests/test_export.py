@@ -43,7 +43,7 @@ def test_spans_reach_an_otlp_http_collector_as_protobuf(receiver: OTLPReceiver) 
     try:
         trace_id = run_pipeline(cm)
         assert cm.flush(timeout=10.0)
-        assert receiver.wait_for_spans(17, timeout=10.0)
+        assert receiver.wait_for_spans(18, timeout=10.0)
     finally:
         cm.shutdown(timeout=5.0)
 
@@ -58,7 +58,7 @@ def test_spans_reach_an_otlp_http_collector_as_protobuf(receiver: OTLPReceiver) 
     assert resource["openinference.project.name"] == "proj-test"
 
     spans = receiver.spans()
-    assert len(spans) == 17
+    assert len(spans) == 18
     assert {s.trace_id.hex() for s in spans} == {trace_id}
     by_id = {s.span_id: s for s in spans}
     (root,) = [s for s in spans if not s.parent_span_id]
@@ -83,7 +83,7 @@ def test_spans_reach_an_otlp_http_collector_as_protobuf(receiver: OTLPReceiver) 
 
     stats = plugin_of(cm).callbacks_stats()
     assert (stats["spans_exported"], stats["export_errors"], stats["spans_unexported"]) == (
-        17,
+        18,
         0,
         0,
     )
@@ -113,8 +113,8 @@ def test_refused_export_is_counted_as_export_errors() -> None:
         cm.flush(timeout=10.0)
         plugin = plugin_of(cm)
         stats = plugin.callbacks_stats()
-        assert stats["spans_created"] == 34
-        assert plugin.export_errors == 34
+        assert stats["spans_created"] == 36
+        assert plugin.export_errors == 36
         assert stats["spans_exported"] == 0
         assert stats["failed_batches"] >= 1
         assert stats["last_export_error"]
@@ -127,7 +127,7 @@ def test_silent_endpoint_never_blocks_the_caller_and_shutdown_is_bounded(
 ) -> None:
     export_timeout = 5.0
     cm = _otlp_manager(
-        silent_endpoint, export_timeout_millis=export_timeout * 1000, max_export_batch_size=17
+        silent_endpoint, export_timeout_millis=export_timeout * 1000, max_export_batch_size=18
     )
     plugin = plugin_of(cm)
     started = time.monotonic()
@@ -144,8 +144,8 @@ def test_silent_endpoint_never_blocks_the_caller_and_shutdown_is_bounded(
     assert time.monotonic() - started < 1.5
 
     stats = plugin.callbacks_stats()
-    assert stats["spans_created"] == 20 * 17
+    assert stats["spans_created"] == 20 * 18
     assert stats["spans_exported"] == 0
     # Nothing went out: every span is accounted for as failed or not exported.
-    assert stats["export_errors"] + stats["spans_unexported"] == 20 * 17
+    assert stats["export_errors"] + stats["spans_unexported"] == 20 * 18
     assert stats["spans_unexported"] > 0

@@ -57,11 +57,11 @@ def _attrs(span: ReadableSpan) -> dict[str, Any]:
 
 
 def test_every_event_becomes_one_span_plus_the_trace_root(run: Run) -> None:
-    assert len(run.recorder.ends) == 16
-    assert len(run.spans) == 17
+    assert len(run.recorder.ends) == 17
+    assert len(run.spans) == 18
     assert {s.name for s in run.spans} == {t.value for t in EventType} | {"rag-query"}
-    assert run.stats["spans_created"] == 17
-    assert run.stats["spans_exported"] == 17
+    assert run.stats["spans_created"] == 18
+    assert run.stats["spans_exported"] == 18
     assert run.stats["export_errors"] == 0
 
 

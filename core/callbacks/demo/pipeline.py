@@ -135,9 +135,12 @@ class Pipeline:
         return response
 
     async def _sub_questions(self, question: str) -> list[str]:
-        prompt = self._template(SUB_QUESTION_TEMPLATE, question=question)
-        text = await self._complete(prompt, self.llm.completion_model)
-        return [line for line in text.splitlines() if line.strip()]
+        with self.cm.event(EventType.CHAIN, {P.QUERY_STR: question}) as chain:
+            prompt = self._template(SUB_QUESTION_TEMPLATE, question=question)
+            text = await self._complete(prompt, self.llm.completion_model)
+            sub_questions = [line for line in text.splitlines() if line.strip()]
+            chain.on_end({P.RESPONSE: sub_questions})
+        return sub_questions
 
     def _retrieve(self, query: str) -> list[dict[str, Any]]:
         with self.cm.event(EventType.RETRIEVE, {P.QUERY_STR: query, P.TOP_K: self.top_k}) as event:

@@ -32,3 +32,11 @@ class ExamplePlugin:
     @hookimpl
     def on_llm_start(self, event) -> None:
         self.llm_starts += 1
+
+    @hookimpl
+    def callbacks_commands(self, commands) -> None:
+        greet = commands.add_parser(
+            "example-greet", help="print a greeting (from callbacks-example)"
+        )
+        greet.add_argument("name")
+        greet.set_defaults(run=lambda args, out: out.write(f"hello, {args.name}\n") and 0)
