@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from callbacks import CallbackManager, ConfigError
-from callbacks.config import load_config
+from callbacks._config import load_config
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from callbacks import ROOT, CallbackManager, EventType
-from callbacks.demo import run_demo
 from callbacks_debug import DebugPlugin
+from callbacks_demo import run_demo
 from callbacks_finetuning import FineTuningPlugin
 from callbacks_tokens import TokenCountingPlugin
 

@@ -150,7 +150,7 @@ def test_exception_in_event_block_is_attached_and_propagates(cm, recorder) -> No
 
 def test_process_wide_traced_resolves_manager_at_call_time(monkeypatch, recorder) -> None:
     import callbacks
-    from callbacks import process
+    from callbacks import _process as process
 
     @callbacks.traced(EventType.QUERY)
     def answer(q: str) -> str:

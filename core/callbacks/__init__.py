@@ -1,13 +1,14 @@
 """callbacks: debug, track and trace an LLM application's inner workings through plugins."""
 
 from . import payloads
-from .delivery import HandlerError
-from .errors import ConfigError
+from ._channel import HandlerError
+from ._context import ContextThreadPoolExecutor, current_attributes, using_attributes, wrap
+from ._errors import ConfigError
+from ._manager import CallbackManager
+from ._process import get_manager, reset_manager, traced
+from ._trace import Trace
 from .events import ROOT, Event, EventAbandoned, EventPayload, EventPhase, EventType
 from .hookspecs import hookimpl, hookspec
-from .manager import CallbackManager
-from .process import get_manager, reset_manager, traced
-from .trace import ContextThreadPoolExecutor, Trace, current_attributes, using_attributes, wrap
 
 __version__ = "0.1.0"
 
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # HostSettings needs pydantic-settings, which is imported on first use only.
     if name == "HostSettings":
-        from .config import HostSettings
+        from ._config import HostSettings
 
         return HostSettings
     raise AttributeError(f"module 'callbacks' has no attribute {name!r}")

@@ -21,9 +21,9 @@ import pluggy
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from ._manager import CallbackManager
+    from ._trace import Trace
     from .events import Event
-    from .manager import CallbackManager
-    from .trace import Trace
 
 PROJECT_NAME = "callbacks"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from ._trace import Trace
 from .events import Event, EventType
 from .hookspecs import hookimpl
-from .trace import Trace
 
 __all__ = ["RecordingPlugin"]
 

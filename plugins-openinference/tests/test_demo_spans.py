@@ -8,8 +8,8 @@ from pathlib import Path
 from openinference.semconv.trace import SpanAttributes
 
 from callbacks import ROOT, CallbackManager, EventType
-from callbacks.demo import run_demo
 from callbacks.testing import RecordingPlugin
+from callbacks_demo import run_demo
 from callbacks_openinference import OpenInferencePlugin
 
 KINDS = {

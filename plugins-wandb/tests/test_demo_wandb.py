@@ -10,8 +10,8 @@ import wandb
 from wandb_reader import find_run_file, read_run
 
 from callbacks import CallbackManager, EventType
-from callbacks.demo import run_demo
 from callbacks.testing import RecordingPlugin
+from callbacks_demo import run_demo
 from callbacks_wandb import WandbPlugin
 
 

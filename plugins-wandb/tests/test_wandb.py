@@ -13,8 +13,7 @@ import pytest
 import wandb
 from wandb_reader import OfflineRun, find_run_file, read_run
 
-from callbacks import CallbackManager, EventPayload, EventType, Trace, using_attributes
-from callbacks.config import ConfigError
+from callbacks import CallbackManager, ConfigError, EventPayload, EventType, Trace, using_attributes
 from callbacks.testing import RecordingPlugin
 from callbacks_wandb import WandbPlugin, WandbSettings
 from callbacks_wandb.llm_calls import COLUMNS

@@ -35,11 +35,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "install it with: pip install 'callbacks[llama-index]'"
     ) from error
 
-from .. import process
+from .._manager import CallbackManager
+from .._process import get_manager, peek_manager
+from .._trace import Trace
 from ..events import ROOT, EventType
-from ..manager import CallbackManager
-from ..process import get_manager
-from ..trace import Trace
 
 __all__ = ["CallbacksHandler", "install", "uninstall"]
 
@@ -186,7 +185,7 @@ def _same_target(a: CallbackManager | None, b: CallbackManager | None) -> bool:
     if a is b:
         return True
     explicit = a if b is None else b if a is None else None
-    return explicit is not None and explicit is process._manager
+    return explicit is not None and explicit is peek_manager()
 
 
 def _installed(handlers: list[Any], manager: CallbackManager | None) -> CallbacksHandler | None:

@@ -6,11 +6,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._manager import CallbackManager, dispatcher_of
+from ._traced import traced_function
 from .events import EventType
-from .manager import CallbackManager
-from .tracing import traced_function
 
-__all__ = ["get_manager", "reset_manager", "traced"]
+__all__ = ["get_manager", "peek_manager", "reset_manager", "traced"]
 
 _manager: CallbackManager | None = None
 _lock = threading.Lock()
@@ -28,6 +28,11 @@ def get_manager() -> CallbackManager:
                 _manager = CallbackManager(load_entrypoints=True)
             manager = _manager
     return manager
+
+
+def peek_manager() -> CallbackManager | None:
+    """The process-wide manager if it was built, without building it."""
+    return _manager
 
 
 def reset_manager(timeout: float = 5.0) -> None:
@@ -49,6 +54,8 @@ def traced(
     decorating at import time loads nothing)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return traced_function(get_manager, fn, event_type, payload, output_key)
+        return traced_function(
+            lambda: dispatcher_of(get_manager()), fn, event_type, payload, output_key
+        )
 
     return decorate

@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 from .events import Event
 
-__all__ = ["DeliveryMode", "HandlerError", "OverflowPolicy", "PluginChannel"]
+__all__ = [
+    "Calls",
+    "DeliveryMode",
+    "HandlerError",
+    "OverflowPolicy",
+    "PluginChannel",
+    "count_value",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,29 +100,27 @@ class PluginChannel:
         self._closed = False
         self.settings: Any = None
         self.event_calls: dict[Any, dict[Any, Calls]] = {}
-        """``{phase: {event type: calls}}``, set by the manager; read by the worker."""
+        """``{phase: {event type: calls}}``, set by the registry; read by the worker."""
         if mode == "background":
             self._start_worker()
             _channels.add(self)
 
     # -- calling hooks -----------------------------------------------------------------------
 
-    def call(self, calls: Calls, arg: Any) -> None:
-        """Run ``calls`` with ``arg`` here and now, isolating each one."""
+    def call(self, calls: Calls, item: Any, count: bool = True) -> None:
+        """Run ``calls`` with ``item`` here and now, isolating each one: an exception is counted
+        and logged (:meth:`record_error`), and the next call still runs.
+
+        This is the only place where the host calls a plugin's hook: inline events, the
+        background worker, trace hooks and lifecycle hooks all come through here. ``count``
+        adds one to ``delivered`` (events and traces; not lifecycle calls)."""
         for hook, fn in calls:
             try:
-                fn(arg)
+                fn(item)
             except Exception as error:
                 self.record_error(hook, error)
-        next(self._delivered)
-
-    def call_hook(self, hook: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        """Run one lifecycle hook with keyword arguments, isolated like an event hook."""
-        try:
-            return fn(**kwargs)
-        except Exception as error:
-            self.record_error(hook, error)
-            return None
+        if count:
+            next(self._delivered)
 
     def record_error(self, hook: str, error: BaseException) -> None:
         """Count and log (at most every 10 s per hook) an exception raised by this plugin."""
@@ -141,7 +146,7 @@ class PluginChannel:
                 exc_info=(type(error), error, error.__traceback__),
             )
         if self.strict:
-            if threading.current_thread() is not getattr(self, "_thread", None):
+            if not self.is_worker_thread():
                 raise error
             self._pending_strict = HandlerError(self.name, hook, error)
 
@@ -234,6 +239,10 @@ class PluginChannel:
             self._busy_since = time.monotonic()
             self.call(calls, arg)
             self._busy_since = 0.0
+
+    def is_worker_thread(self) -> bool:
+        """True when called from this plugin's own worker thread."""
+        return threading.current_thread() is getattr(self, "_thread", None)
 
     def run_on_worker(self, action: Callable[[], Any] | None, timeout: float) -> bool:
         """Run ``action`` on this plugin's thread after everything queued so far; wait at most

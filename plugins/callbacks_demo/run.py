@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..config import load_config
-from ..manager import CallbackManager
-from ..trace import ContextThreadPoolExecutor, Trace
+from callbacks import CallbackManager, ContextThreadPoolExecutor, Trace
+
 from .corpus import QUESTIONS, load_documents
 from .pipeline import Pipeline
 from .report import DemoReport, build_report, print_report, write_summary
@@ -39,7 +38,11 @@ def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
         "finetuning": {"path": str(finetuning)},
         "debug": {"max_traces": max(100, questions + 1)},
     }
-    user = load_config().sections
+    probe = CallbackManager()  # no plugins: only reads the configuration sources
+    try:
+        user = probe.config.sections
+    finally:
+        probe.shutdown()
     sink_defaults = {
         "aim": {"repo": str((out_dir / "aim").resolve())},
         "openinference": {"exporter": "none"},

@@ -1,4 +1,4 @@
-"""``python -m callbacks.demo`` runs the demo."""
+"""``python -m callbacks_demo`` runs the demo."""
 
 import sys
 

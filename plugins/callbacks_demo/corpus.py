@@ -1,4 +1,4 @@
-"""The demo's data: the sample documents shipped in :mod:`callbacks.demo.docs` and the questions
+"""The demo's data: the sample documents shipped in :mod:`callbacks_demo.docs` and the questions
 asked about them."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ QUESTIONS: tuple[str, ...] = (
 
 
 def load_documents() -> dict[str, str]:
-    """The sample documents shipped in :mod:`callbacks.demo.docs`, ``{file name: text}``."""
-    folder = resources.files("callbacks.demo.docs")
+    """The sample documents shipped in :mod:`callbacks_demo.docs`, ``{file name: text}``."""
+    folder = resources.files("callbacks_demo.docs")
     return {
         item.name: item.read_text(encoding="utf-8")
         for item in sorted(folder.iterdir(), key=lambda i: i.name)

@@ -8,9 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..events import EventType
-from ..manager import CallbackManager
-from ..trace import Trace
+from callbacks import CallbackManager, EventType, Trace
 
 __all__ = ["DemoReport", "build_report", "print_report", "write_summary"]
 

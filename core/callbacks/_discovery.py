@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from .config import HostSettings
+    from ._config import HostSettings
 
 __all__ = ["ENTRY_POINT_GROUP", "InstalledPlugin", "discover", "instantiate", "select"]
 

@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "HostSettings", "Origin", "load_config"]
 

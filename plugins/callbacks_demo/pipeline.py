@@ -1,5 +1,5 @@
 """The demo's traced pipeline: indexing, retrieval-augmented answering and an agent step, each
-step reported as events through a :class:`~callbacks.manager.CallbackManager`."""
+step reported as events through a :class:`callbacks.CallbackManager`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..events import EventPayload, EventType
-from ..manager import CallbackManager
-from ..trace import ContextThreadPoolExecutor, Trace
+from callbacks import (
+    CallbackManager,
+    ContextThreadPoolExecutor,
+    EventPayload,
+    EventType,
+    Trace,
+)
+
 from .standins import HashedEmbedding, StandInLLM, content_words
 from .tools import TOOLS, ToolError
 

@@ -1,4 +1,5 @@
-"""The ``callbacks`` command: list plugins, show the effective configuration, run the demo."""
+"""The ``callbacks`` command: list plugins and show the effective configuration; installed plugins
+add their own subcommands (the built-in demo plugin adds ``callbacks demo``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
-from .config import ConfigError
+from ._errors import ConfigError
 
 __all__ = ["main"]
 
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def _plugin_rows() -> list[dict[str, Any]]:
-    from .manager import CallbackManager
+    from ._manager import CallbackManager
 
     manager = CallbackManager(load_entrypoints=True)
     try:
@@ -78,7 +78,7 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
-    from .manager import CallbackManager
+    from ._manager import CallbackManager
 
     manager = CallbackManager(load_entrypoints=True)
     try:
@@ -95,15 +95,6 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     table = [[k, json.dumps(v, default=str), s] for k, v, s in rows]
     _print_table(table, ["KEY", "VALUE", "SOURCE"], out)
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from .demo import run_demo
-
-    run_demo(
-        questions=args.questions, concurrency=args.concurrency, out_dir=Path(args.out), stream=out
-    )
     return 0
 
 
@@ -127,16 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="show effective settings and where each came from")
     config.add_argument("--json", action="store_true", help="machine-readable output")
     config.set_defaults(run=_cmd_config)
-
-    demo = commands.add_parser(
-        "demo", help="run the offline demo pipeline through every active plugin"
-    )
-    demo.add_argument("--questions", type=int, default=3, help="questions to answer (default 3)")
-    demo.add_argument("--concurrency", type=int, default=1, help="questions run at once (asyncio)")
-    demo.add_argument(
-        "--out", default="callbacks-out", help="output directory (default callbacks-out)"
-    )
-    demo.set_defaults(run=_cmd_demo)
     _add_plugin_commands(commands)
     return parser
 
@@ -148,7 +129,8 @@ def _add_plugin_commands(commands: argparse._SubParsersAction) -> None:  # type:
     import pluggy
 
     from . import hookspecs
-    from .plugins import discover
+    from ._discovery import discover
+    from ._lifecycle import plugin_hook
 
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
@@ -158,8 +140,10 @@ def _add_plugin_commands(commands: argparse._SubParsersAction) -> None:  # type:
         except (Exception, SystemExit):
             continue
     for impl in pm.hook.callbacks_commands.get_hookimpls():
+        hook = plugin_hook(pm, impl.plugin, "callbacks_commands")
         try:
-            impl.function(*(commands if name == "commands" else None for name in impl.argnames))
+            if hook is not None:
+                hook(commands=commands)
         except Exception as error:
             logger.warning(
                 "callbacks plugin %r could not add its commands: %s: %s",

@@ -1,0 +1,340 @@
+"""The event path: one :class:`Dispatcher` per manager owns everything an event touches.
+
+It holds the compiled routes (who hears which event), the context variable of the current
+(trace, parent event), the pending table of the start/end API, payload freezing and masking,
+trace open and close, and the host's counters. Scopes, ``traced`` and the start/end API use it;
+it uses nothing above it (the registry hands it compiled routes through :meth:`install`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ._channel import Calls, count_value
+from ._trace import Trace, TraceState
+from .events import (
+    EMPTY_PAYLOAD,
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    ROOT,
+    Event,
+    EventAbandoned,
+    EventPhase,
+    EventType,
+)
+
+if TYPE_CHECKING:
+    from ._config import HostSettings
+
+__all__ = ["NOT_STARTED", "Dispatcher", "Route", "new_event_id"]
+
+_START = EventPhase.START
+_END = EventPhase.END
+_new_tuple = tuple.__new__
+_proxy = MappingProxyType
+_monotonic_ns = time.monotonic_ns
+_get_ident = threading.get_ident
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+_HIDDEN = "<hidden>"
+_MAX_PENDING = 100_000
+
+Route = tuple[
+    tuple[tuple[Callable[[Calls, Any], None], Calls], ...],
+    tuple[Callable[[Any], None], ...],
+]
+"""(inline, background) for one kind of item. Inline: ``(channel.call, calls)`` pairs, run on
+the caller's thread. Background: one function per channel that queues the item for its worker."""
+
+EMPTY_ROUTE: Route = ((), ())
+NOT_STARTED: tuple[None, None, None, bool] = (None, None, None, False)
+"""What :meth:`Dispatcher.start` returns when nobody listens."""
+
+
+def _id_stream() -> Iterator[str]:
+    # A random per-process prefix keeps ids unique across processes; the chain runs in C, so
+    # taking the next id is one call and atomic under the GIL.
+    return map(f"{random.getrandbits(48):012x}-".__add__, map(str, itertools.count(1)))
+
+
+_ids = _id_stream()
+
+
+def _reseed_ids() -> None:
+    global _ids
+    _ids = _id_stream()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_event_id() -> str:
+    """A new event id, unique in this process (and, by its random prefix, across processes)."""
+    return next(_ids)
+
+
+def _task_name() -> str | None:
+    loop = _get_running_loop()
+    if loop is None:
+        return None
+    task = _current_task(loop)
+    return task.get_name() if task is not None else None
+
+
+def _truncate(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + "…"
+    if isinstance(value, (list, tuple)):
+        return type(value)(_truncate(v, limit) for v in value)
+    return value
+
+
+class Dispatcher:
+    """Starts and ends events and traces, and hands them to the plugins' routes."""
+
+    __slots__ = (
+        "counts",
+        "frame",
+        "masking",
+        "pending",
+        "routes",
+        "settings",
+        "strict",
+        "trace_routes",
+    )
+
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+        self.strict = settings.strict
+        self.masking = bool(
+            settings.hide_inputs or settings.hide_outputs or settings.max_payload_chars
+        )
+        self.routes: dict[EventType, tuple[Route, Route] | None] = dict.fromkeys(EventType)
+        self.trace_routes: tuple[Route, Route] = (EMPTY_ROUTE, EMPTY_ROUTE)
+        self.frame: contextvars.ContextVar[tuple[TraceState, str] | None] = contextvars.ContextVar(
+            "callbacks_frame", default=None
+        )
+        self.pending: dict[str, tuple[Any, Any, Event | None, TraceState]] = {}
+        """Events of the start/end API awaiting their end:
+        ``{id: (scope, previous frame, start event, trace)}``."""
+        # itertools.count increments atomically under the GIL, so these stay exact across threads.
+        self.counts = {
+            name: itertools.count()
+            for name in ("traces", "sampled_out", "abandoned", "unmatched_ends")
+        }
+
+    def install(
+        self, routes: dict[EventType, tuple[Route, Route] | None], trace_routes: tuple[Route, Route]
+    ) -> None:
+        """Use new routes (``None`` for an event type nobody hears: its events are not built)."""
+        self.routes = routes
+        self.trace_routes = trace_routes
+
+    # -- delivery and payloads -----------------------------------------------------------------
+
+    @staticmethod
+    def deliver(route: Route, item: Any) -> None:
+        """Hand ``item`` (an event or a trace) to every plugin on ``route``."""
+        inline, background = route
+        for call, calls in inline:
+            call(calls, item)
+        for enqueue in background:
+            enqueue(item)
+
+    def freeze(self, payload: Mapping[Any, Any] | None) -> Mapping[str, Any]:
+        """A read-only copy of ``payload``, masked and truncated as the settings say."""
+        if not payload:
+            return EMPTY_PAYLOAD
+        if not self.masking:
+            return _proxy(dict(payload))
+        settings = self.settings
+        limit = settings.max_payload_chars
+        frozen: dict[str, Any] = {}
+        for key, value in payload.items():
+            if (settings.hide_inputs and key in INPUT_KEYS) or (
+                settings.hide_outputs and key in OUTPUT_KEYS
+            ):
+                value = _HIDDEN
+            elif limit is not None:
+                value = _truncate(value, limit)
+            frozen[key] = value
+        return _proxy(frozen)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def start(
+        self,
+        event_type: EventType,
+        payload: Mapping[Any, Any] | None,
+        event_id: str | None,
+        parent_id: str | None,
+    ) -> tuple[Event | None, TraceState | None, contextvars.Token[Any] | None, bool]:
+        """Start an event in the current context and make it the parent of later ones.
+
+        Returns ``(start event, trace, context token, implicit)``: the start event is ``None``
+        when the trace is sampled out; ``implicit`` when the event opened its own trace; the
+        token undoes the context change."""
+        routes = self.routes[event_type]
+        if routes is None:
+            return NOT_STARTED
+        var = self.frame
+        frame = var.get()
+        if frame is None or frame[0].ended:
+            state = self.open_trace(event_type.value, implicit=True)
+            parent = ROOT
+            implicit = True
+        else:
+            state, parent = frame
+            implicit = False
+        if not state.sampled:
+            return (None, state, var.set((state, ROOT)) if implicit else None, implicit)
+        if parent_id is not None:
+            parent = parent_id
+        if event_id is None:
+            event_id = next(_ids)
+        start: Event = _new_tuple(
+            Event,
+            (
+                event_id,
+                event_type,
+                _START,
+                state.id,
+                parent,
+                _monotonic_ns(),
+                (self.freeze(payload) if self.masking else _proxy(dict(payload)))
+                if payload
+                else EMPTY_PAYLOAD,
+                None,
+                None,
+                _get_ident(),
+                _task_name() if _get_running_loop() is not None else None,
+                None,
+            ),
+        )
+        children = state.map.get(parent)
+        if children is None:
+            state.map[parent] = [event_id]
+        else:
+            children.append(event_id)
+        state.open[event_id] = start
+        token = var.set((state, event_id))
+        self.deliver(routes[0], start)
+        return (start, state, token, implicit)
+
+    def end(
+        self,
+        start: Event,
+        state: TraceState,
+        payload: Mapping[Any, Any] | None,
+        exception: BaseException | None,
+    ) -> bool:
+        """End the event ``start`` began (once: False if it already ended or was abandoned),
+        record its duration in its trace and deliver the end event. The context is untouched."""
+        if state.open.pop(start[0], None) is None:
+            return False
+        now = _monotonic_ns()
+        duration = now - start[5]
+        thread = _get_ident()
+        end: Event = _new_tuple(
+            Event,
+            (
+                start[0],
+                start[1],
+                _END,
+                start[3],
+                start[4],
+                now,
+                (self.freeze(payload) if self.masking else _proxy(dict(payload)))
+                if payload
+                else EMPTY_PAYLOAD,
+                duration,
+                exception,
+                thread,
+                start[10] if thread == start[9] else _task_name(),
+                start,
+            ),
+        )
+        durations = state.durations.get(start[1])
+        if durations is None:
+            state.durations[start[1]] = [duration]
+        else:
+            durations.append(duration)
+        routes = self.routes[start[1]]
+        if routes is not None:
+            self.deliver(routes[1], end)
+        return True
+
+    def abandon(self, start: Event, state: TraceState) -> None:
+        """End an event that never ended, with :class:`EventAbandoned` attached (counted)."""
+        error = EventAbandoned(f"{start.type.value} event {start.id} never ended")
+        if self.end(start, state, None, error):
+            next(self.counts["abandoned"])
+
+    def remember(
+        self, event_id: str, scope: Any, previous: Any, start: Event | None, state: TraceState
+    ) -> None:
+        """Keep an event of the start/end API until its end, with the frame that was current
+        before it; past the bound, the oldest is abandoned."""
+        pending = self.pending
+        pending[event_id] = (scope, previous, start, state)
+        if len(pending) > _MAX_PENDING:
+            _, _, oldest, oldest_state = pending.pop(next(iter(pending)))
+            if oldest is not None:
+                self.abandon(oldest, oldest_state)
+
+    # -- traces --------------------------------------------------------------------------------
+
+    def open_trace(self, name: str, *, implicit: bool, trace_id: str | None = None) -> TraceState:
+        """Open a trace (sampled or not, decided here once) and deliver ``on_trace_start``."""
+        rate = self.settings.sample_rate
+        sampled = rate >= 1.0 or random.random() < rate
+        trace = Trace(name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled)
+        state = TraceState(trace)
+        next(self.counts["traces"])
+        if sampled:
+            self.deliver(self.trace_routes[0], trace)
+        else:
+            next(self.counts["sampled_out"])
+        return state
+
+    def close_trace(self, state: TraceState) -> None:
+        """Abandon the trace's unfinished events, end it, and deliver ``on_trace_end``."""
+        if state.ended:
+            return
+        for event_id in list(state.open):
+            self.pending.pop(event_id, None)
+            start = state.open.get(event_id)
+            if start is not None:
+                self.abandon(start, state)
+        if state.close(_monotonic_ns()) and state.sampled:
+            self.deliver(self.trace_routes[1], state.trace)
+
+    def current(self) -> tuple[TraceState, str] | None:
+        """The running trace and the current parent id in this context, if a trace runs."""
+        frame = self.frame.get()
+        return frame if frame is not None and not frame[0].ended else None
+
+    def reset_frame(self, token: contextvars.Token[Any]) -> None:
+        """Undo a change of the current frame, also from another context (e.g. another task,
+        where ``ContextVar.reset`` refuses)."""
+        var = self.frame
+        try:
+            var.reset(token)
+        except ValueError:
+            old = token.old_value
+            var.set(None if old is contextvars.Token.MISSING else old)
+
+    def host_stats(self) -> dict[str, int]:
+        """traces, sampled_out, abandoned, unmatched_ends, and events pending an end."""
+        counts = {name: count_value(counter) for name, counter in self.counts.items()}
+        return {**counts, "pending": len(self.pending)}

@@ -1,0 +1,125 @@
+"""Lifecycle: lifecycle hooks (through pluggy's own argument binding), flush, shutdown, and the
+shutdown of every manager at interpreter exit."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import pluggy
+
+from ._channel import PluginChannel
+
+__all__ = ["call_lifecycle_hook", "flush_channels", "plugin_hook", "shutdown_channel"]
+
+logger = logging.getLogger(__name__)
+
+
+class _ShutsDown(Protocol):
+    def shutdown(self) -> bool: ...
+
+
+def plugin_hook(pm: pluggy.PluginManager, plugin: object, name: str) -> pluggy.HookCaller | None:
+    """A hook caller that runs only ``plugin``'s implementation of hook ``name`` (``None`` if it
+    has none). pluggy binds the arguments, so the implementation may declare any subset of the
+    spec's."""
+    caller: pluggy.HookCaller = getattr(pm.hook, name)
+    if not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+        return None
+    others = [other for other in pm.get_plugins() if other is not plugin]
+    return pm.subset_hook_caller(name, others)
+
+
+def call_lifecycle_hook(
+    pm: pluggy.PluginManager, channel: PluginChannel, name: str, **kwargs: Any
+) -> None:
+    """Run one plugin's lifecycle hook here and now, isolated like every hook call."""
+    caller = plugin_hook(pm, channel.plugin, name)
+    if caller is not None:
+        channel.call(((name, lambda arguments: caller(**arguments)),), kwargs, count=False)
+
+
+def flush_channels(
+    pm: pluggy.PluginManager, channels: Iterable[PluginChannel], timeout: float
+) -> bool:
+    """Wait until each channel has handled what was queued so far, then run its plugin's
+    ``callbacks_flush`` on its worker. False if ``timeout`` ran out. In strict mode, raises the
+    first error a background hook raised."""
+    deadline = time.monotonic() + timeout
+    channels = list(channels)
+    ok = True
+    for channel in channels:
+        if channel.is_worker_thread():
+            continue  # a plugin flushing itself from its own hook: everything before is handled
+        remaining = max(0.0, deadline - time.monotonic())
+
+        def action(c: PluginChannel = channel, r: float = remaining) -> None:
+            call_lifecycle_hook(pm, c, "callbacks_flush", timeout=r)
+
+        ok = channel.run_on_worker(action, remaining) and ok
+    for channel in channels:
+        channel.raise_pending_strict_error()
+    return ok
+
+
+def shutdown_channel(
+    pm: pluggy.PluginManager, channel: PluginChannel, deadline: float, timeout: float
+) -> bool:
+    """Run the plugin's ``callbacks_shutdown`` on its worker after its queue drains, then stop
+    the worker; both within ``deadline``. The plugin must still be registered with ``pm``."""
+
+    def action() -> None:
+        remaining = max(0.0, deadline - time.monotonic())
+        call_lifecycle_hook(pm, channel, "callbacks_shutdown", timeout=remaining)
+
+    finished = channel.run_on_worker(action, max(0.0, deadline - time.monotonic()))
+    stopped = channel.stop(max(0.0, deadline - time.monotonic()))
+    if not (finished and stopped):
+        logger.warning(
+            "callbacks plugin %r did not finish within %.1fs (stuck)", channel.name, timeout
+        )
+    return finished and stopped
+
+
+def report_problems(channels: Iterable[PluginChannel]) -> None:
+    """Warn about drops, errors and stuck plugins (nothing is lost silently)."""
+    problems = [
+        f"{c.name}: {c.dropped} dropped, {c.errors} errors{', stuck' if c.stuck else ''}"
+        for c in channels
+        if c.dropped or c.errors or c.stuck
+    ]
+    if problems:
+        logger.warning("callbacks shutdown: %s", "; ".join(problems))
+
+
+_managers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def shutdown_at_exit(manager: _ShutsDown) -> None:
+    """Shut ``manager`` down at interpreter exit (unless it was shut down before)."""
+    _managers.add(manager)
+
+
+def _shutdown_all_at_exit() -> None:
+    for manager in list(_managers):
+        try:
+            manager.shutdown()
+        except Exception:  # pragma: no cover - never fail interpreter exit
+            logger.exception("callbacks: shutdown at exit failed")
+
+
+# Sinks register their own exit teardown later (wandb does at its first init), and atexit runs
+# last-in first-out, so a plain atexit handler would flush into an already finished run.
+# threading's exit hooks run before any atexit handler, as concurrent.futures relies on.
+_register_exit = getattr(threading, "_register_atexit", None)
+try:
+    if _register_exit is None:
+        raise RuntimeError
+    _register_exit(_shutdown_all_at_exit)
+except RuntimeError:  # pragma: no cover - interpreter already shutting down, or no hook
+    atexit.register(_shutdown_all_at_exit)
