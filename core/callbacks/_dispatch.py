@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ from .events import (
     EMPTY_PAYLOAD,
     INPUT_KEYS,
     OUTPUT_KEYS,
-    ROOT,
     Event,
     EventAbandoned,
     EventPhase,
@@ -35,9 +33,8 @@ from .events import (
 if TYPE_CHECKING:
     from ._config import HostSettings
 
-__all__ = ["NOT_STARTED", "Dispatcher", "Route", "new_event_id"]
+__all__ = ["EMPTY_ROUTE", "Dispatcher", "Route", "task_name"]
 
-_START = EventPhase.START
 _END = EventPhase.END
 _new_tuple = tuple.__new__
 _proxy = MappingProxyType
@@ -56,34 +53,10 @@ Route = tuple[
 the caller's thread. Background: one function per channel that queues the item for its worker."""
 
 EMPTY_ROUTE: Route = ((), ())
-NOT_STARTED: tuple[None, None, None, bool] = (None, None, None, False)
-"""What :meth:`Dispatcher.start` returns when nobody listens."""
 
 
-def _id_stream() -> Iterator[str]:
-    # A random per-process prefix keeps ids unique across processes; the chain runs in C, so
-    # taking the next id is one call and atomic under the GIL.
-    return map(f"{random.getrandbits(48):012x}-".__add__, map(str, itertools.count(1)))
-
-
-_ids = _id_stream()
-
-
-def _reseed_ids() -> None:
-    global _ids
-    _ids = _id_stream()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reseed_ids)
-
-
-def new_event_id() -> str:
-    """A new event id, unique in this process (and, by its random prefix, across processes)."""
-    return next(_ids)
-
-
-def _task_name() -> str | None:
+def task_name() -> str | None:
+    """The name of the running asyncio task, if any."""
     loop = _get_running_loop()
     if loop is None:
         return None
@@ -136,9 +109,10 @@ class Dispatcher:
     def install(
         self, routes: dict[EventType, tuple[Route, Route] | None], trace_routes: tuple[Route, Route]
     ) -> None:
-        """Use new routes (``None`` for an event type nobody hears: its events are not built)."""
-        self.routes = routes
+        """Use new routes (``None`` for an event type nobody hears: its events are not built).
+        The table is updated in place, so a reference to :attr:`routes` stays current."""
         self.trace_routes = trace_routes
+        self.routes.update(routes)
 
     # -- delivery and payloads -----------------------------------------------------------------
 
@@ -172,65 +146,6 @@ class Dispatcher:
 
     # -- events --------------------------------------------------------------------------------
 
-    def start(
-        self,
-        event_type: EventType,
-        payload: Mapping[Any, Any] | None,
-        event_id: str | None,
-        parent_id: str | None,
-    ) -> tuple[Event | None, TraceState | None, contextvars.Token[Any] | None, bool]:
-        """Start an event in the current context and make it the parent of later ones.
-
-        Returns ``(start event, trace, context token, implicit)``: the start event is ``None``
-        when the trace is sampled out; ``implicit`` when the event opened its own trace; the
-        token undoes the context change."""
-        routes = self.routes[event_type]
-        if routes is None:
-            return NOT_STARTED
-        var = self.frame
-        frame = var.get()
-        if frame is None or frame[0].ended:
-            state = self.open_trace(event_type.value, implicit=True)
-            parent = ROOT
-            implicit = True
-        else:
-            state, parent = frame
-            implicit = False
-        if not state.sampled:
-            return (None, state, var.set((state, ROOT)) if implicit else None, implicit)
-        if parent_id is not None:
-            parent = parent_id
-        if event_id is None:
-            event_id = next(_ids)
-        start: Event = _new_tuple(
-            Event,
-            (
-                event_id,
-                event_type,
-                _START,
-                state.id,
-                parent,
-                _monotonic_ns(),
-                (self.freeze(payload) if self.masking else _proxy(dict(payload)))
-                if payload
-                else EMPTY_PAYLOAD,
-                None,
-                None,
-                _get_ident(),
-                _task_name() if _get_running_loop() is not None else None,
-                None,
-            ),
-        )
-        children = state.map.get(parent)
-        if children is None:
-            state.map[parent] = [event_id]
-        else:
-            children.append(event_id)
-        state.open[event_id] = start
-        token = var.set((state, event_id))
-        self.deliver(routes[0], start)
-        return (start, state, token, implicit)
-
     def end(
         self,
         start: Event,
@@ -260,7 +175,7 @@ class Dispatcher:
                 duration,
                 exception,
                 thread,
-                start[10] if thread == start[9] else _task_name(),
+                start[10] if thread == start[9] else task_name(),
                 start,
             ),
         )
@@ -271,7 +186,11 @@ class Dispatcher:
             durations.append(duration)
         routes = self.routes[start[1]]
         if routes is not None:
-            self.deliver(routes[1], end)
+            inline, background = routes[1]
+            for call, calls in inline:
+                call(calls, end)
+            for enqueue in background:
+                enqueue(end)
         return True
 
     def abandon(self, start: Event, state: TraceState) -> None:

@@ -52,6 +52,7 @@ class CallbackManager:
         self.config: Config = load_config(config)
         self.settings: HostSettings = self.config.host
         self._dispatcher = Dispatcher(self.settings)
+        self._routes = self._dispatcher.routes  # the same dict, updated in place
         self._registry = Registry(self.config, self._dispatcher, self)
         self.installed: list[InstalledPlugin] = []
         for plugin in plugins:
@@ -131,10 +132,9 @@ class CallbackManager:
         """A context manager for one event: it starts on entry and ends on exit, with the
         exception attached if the block raised. Call ``scope.on_end(payload=...)`` inside the
         block to set the end payload. When no plugin listens, this costs next to nothing."""
-        dispatcher = self._dispatcher
-        if dispatcher.routes[event_type] is None:
+        if self._routes[event_type] is None:
             return NOOP_SCOPE
-        return EventScope(dispatcher, event_type, payload, event_id, parent_id)
+        return EventScope(self._dispatcher, event_type, payload, event_id, parent_id)
 
     def on_event_start(
         self,

@@ -7,14 +7,21 @@ variable that marks the current parent is set only while the event's own code ru
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import itertools
 import logging
-from collections.abc import Mapping
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
-from ._dispatch import Dispatcher, new_event_id
+from ._dispatch import Dispatcher, task_name
 from ._trace import Trace, TraceState
-from .events import ROOT, Event, EventType
+from .events import EMPTY_PAYLOAD, ROOT, Event, EventPhase, EventType
 
 __all__ = [
     "NOOP_SCOPE",
@@ -22,11 +29,42 @@ __all__ = [
     "TraceScope",
     "end_pending_event",
     "end_trace",
+    "new_event_id",
     "start_pending_event",
     "start_trace",
 ]
 
 logger = logging.getLogger(__name__)
+
+_START = EventPhase.START
+_new_tuple = tuple.__new__
+_proxy = MappingProxyType
+_monotonic_ns = time.monotonic_ns
+_get_ident = threading.get_ident
+_get_running_loop = asyncio._get_running_loop
+
+
+def _id_stream() -> Iterator[str]:
+    # A random per-process prefix keeps ids unique across processes; the chain runs in C, so
+    # taking the next id is one call and atomic under the GIL.
+    return map(f"{random.getrandbits(48):012x}-".__add__, map(str, itertools.count(1)))
+
+
+_ids = _id_stream()
+
+
+def _reseed_ids() -> None:
+    global _ids
+    _ids = _id_stream()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_event_id() -> str:
+    """A new event id, unique in this process (and, by its random prefix, across processes)."""
+    return next(_ids)
 
 
 class _NoopScope:
@@ -101,11 +139,12 @@ class EventScope:
     @property
     def trace_id(self) -> str | None:
         """The id of the trace this event belongs to, once started."""
-        return self._state.id if self._state is not None else None
+        state = self._state
+        return state.id if state is not None else None
 
     @property
     def running(self) -> bool:
-        """True between the start and the end (also when its trace is sampled out)."""
+        """True once started (also when its trace is sampled out)."""
         return self._state is not None
 
     def on_end(self, payload: Mapping[Any, Any] | None = None) -> None:
@@ -114,23 +153,91 @@ class EventScope:
             self._end = {**self._end, **payload} if self._end else payload
 
     def __enter__(self) -> EventScope:
+        # The start is built here, in one piece: on the hot path every extra call shows.
+        dispatcher = self._dispatcher
         try:
-            self._start, self._state, self._token, self._implicit = self._dispatcher.start(
-                self._type, self._payload, self._event_id, self._parent_id
+            routes = dispatcher.routes[self._type]
+            if routes is None:
+                return self
+            var = dispatcher.frame
+            frame = var.get()
+            if frame is None or frame[0].ended:
+                state = dispatcher.open_trace(self._type.value, implicit=True)
+                parent = ROOT
+                self._implicit = True
+            else:
+                state, parent = frame
+                self._implicit = False
+            self._state = state
+            if not state.sampled:
+                self._start = None
+                self._token = var.set((state, ROOT)) if self._implicit else None
+                return self
+            if self._parent_id is not None:
+                parent = self._parent_id
+            event_id = self._event_id or next(_ids)
+            payload = self._payload
+            start: Event = _new_tuple(
+                Event,
+                (
+                    event_id,
+                    self._type,
+                    _START,
+                    state.id,
+                    parent,
+                    _monotonic_ns(),
+                    (dispatcher.freeze(payload) if dispatcher.masking else _proxy(dict(payload)))
+                    if payload
+                    else EMPTY_PAYLOAD,
+                    None,
+                    None,
+                    _get_ident(),
+                    task_name() if _get_running_loop() is not None else None,
+                    None,
+                ),
             )
+            self._start = start
+            children = state.map.get(parent)
+            if children is None:
+                state.map[parent] = [event_id]
+            else:
+                children.append(event_id)
+            state.open[event_id] = start
+            self._token = var.set((state, event_id))
+            inline, background = routes[0]
+            for call, calls in inline:
+                call(calls, start)
+            for enqueue in background:
+                enqueue(start)
         except Exception:
-            if self._dispatcher.strict:
+            if dispatcher.strict:
                 raise
             logger.exception("callbacks: starting a %s event failed", self._type.value)
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        dispatcher = self._dispatcher
         token = self._token
         if token is not None:
             self._token = None
-            self._dispatcher.reset_frame(token)
-        if self._state is not None:
-            self.finish(self._end, exc)
+            try:
+                dispatcher.frame.reset(token)
+            except ValueError:  # entered in another context (e.g. another task)
+                dispatcher.reset_frame(token)
+        state = self._state
+        if state is None:
+            return False
+        try:
+            start = self._start
+            if start is not None:
+                dispatcher.end(start, state, self._end, exc)
+            if self._implicit:
+                self._implicit = False
+                dispatcher.close_trace(state)
+        except Exception:
+            if dispatcher.strict:
+                raise
+            logger.exception("callbacks: ending a %s event failed", self._type.value)
         return False
 
     async def __aenter__(self) -> EventScope:
@@ -156,23 +263,11 @@ class EventScope:
         return (state, start[0] if start is not None else ROOT)
 
     def finish(self, payload: Mapping[Any, Any] | None, exception: BaseException | None) -> None:
-        """End the event (once; later calls, and ends after its trace closed, are ignored)
-        without touching the context; an implicit trace ends with it."""
-        dispatcher = self._dispatcher
-        state = self._state
-        if state is None:
-            return
-        try:
-            start = self._start
-            if start is not None:
-                dispatcher.end(start, state, payload, exception)
-            if self._implicit:
-                self._implicit = False
-                dispatcher.close_trace(state)
-        except Exception:
-            if dispatcher.strict:
-                raise
-            logger.exception("callbacks: ending a %s event failed", self._type.value)
+        """End the event with ``payload`` (once; later calls, and ends after its trace closed,
+        are ignored); an implicit trace ends with it. For events whose context change was
+        already undone (streams, the start/end API)."""
+        self._end = payload
+        self.__exit__(None, exception, None)
 
 
 class TraceScope:
