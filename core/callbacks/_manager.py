@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from . import _scope
+from . import _start_end
 from ._channel import DeliveryMode
 from ._discovery import InstalledPlugin
 from ._dispatch import Dispatcher
@@ -146,7 +146,7 @@ class CallbackManager:
     ) -> str:
         """Start an event (LlamaIndex style); later events in this context nest under it until
         :meth:`on_event_end`. Returns the event id."""
-        return _scope.start_pending_event(
+        return _start_end.start_pending_event(
             self._dispatcher, event_type, payload, event_id, parent_id
         )
 
@@ -159,7 +159,7 @@ class CallbackManager:
         **kwargs: Any,
     ) -> None:
         """End an event started with :meth:`on_event_start`; an unknown id is counted, ignored."""
-        _scope.end_pending_event(self._dispatcher, event_type, payload, event_id, exception)
+        _start_end.end_pending_event(self._dispatcher, event_type, payload, event_id, exception)
 
     def traced(
         self,
@@ -190,12 +190,12 @@ class CallbackManager:
     def start_trace(self, name: str | None = None, *, trace_id: str | None = None) -> Trace:
         """Start a trace in the current context (LlamaIndex style); nested calls are counted and
         only the outermost starts a trace. Pair with :meth:`end_trace`."""
-        return _scope.start_trace(self._dispatcher, name, trace_id)
+        return _start_end.start_trace(self._dispatcher, name, trace_id)
 
     def end_trace(self, name: str | None = None, trace_map: Any = None) -> Trace | None:
         """End the trace :meth:`start_trace` started in this context (the outermost call ends it).
         Returns the trace, or ``None`` when no trace is active."""
-        return _scope.end_trace(self._dispatcher)
+        return _start_end.end_trace(self._dispatcher)
 
     def current_trace(self) -> Trace | None:
         """The trace active in this context, if any."""

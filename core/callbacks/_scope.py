@@ -1,8 +1,7 @@
-"""Scopes that start and end events and traces, and the start/end (LlamaIndex-style) API.
+"""Scopes: the context managers that start and end events and traces.
 
 Every way of emitting an event (``cm.event``, ``traced``, ``on_event_start/end``) drives one
-:class:`EventScope`, and every scope drives the :class:`~._dispatch.Dispatcher`. The context
-variable that marks the current parent is set only while the event's own code runs.
+:class:`EventScope`, and every scope works on the :class:`~._dispatch.Dispatcher`'s state.
 """
 
 from __future__ import annotations
@@ -23,16 +22,7 @@ from ._dispatch import Dispatcher, task_name
 from ._trace import Trace, TraceState
 from .events import EMPTY_PAYLOAD, ROOT, Event, EventPhase, EventType
 
-__all__ = [
-    "NOOP_SCOPE",
-    "EventScope",
-    "TraceScope",
-    "end_pending_event",
-    "end_trace",
-    "new_event_id",
-    "start_pending_event",
-    "start_trace",
-]
+__all__ = ["NOOP_SCOPE", "EventScope", "TraceScope", "new_event_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +238,16 @@ class EventScope:
     ) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
+    def keep_open(self) -> tuple[Event | None, TraceState] | None:
+        """After entering: leave the event as the parent in this context until it ends (the
+        start/end API). Returns ``(start, trace)``, or ``None`` when nothing is to be ended
+        (nobody listens, or a sampled-out event inside a trace)."""
+        state = self._state
+        if state is None or (self._start is None and not self._implicit):
+            return None
+        self._token = None
+        return self._start, state
+
     def start_detached(self) -> tuple[TraceState, str] | None:
         """Start the event but leave the caller's context as it was; return the frame to set
         while the event's own code runs (for streams, whose consumer must not nest under it)."""
@@ -310,76 +310,3 @@ class TraceScope:
 
     async def __aexit__(self, *exc: object) -> Literal[False]:
         return self.__exit__(*exc)
-
-
-# -- the start/end API (LlamaIndex style) --------------------------------------------------------
-
-
-def start_pending_event(
-    dispatcher: Dispatcher,
-    event_type: EventType,
-    payload: Mapping[Any, Any] | None,
-    event_id: str | None,
-    parent_id: str | None,
-) -> str:
-    """Start an event that stays the parent in this context until :func:`end_pending_event`."""
-    event_id = event_id or new_event_id()
-    if dispatcher.routes[event_type] is None:
-        return event_id
-    previous = dispatcher.frame.get()
-    scope = EventScope(dispatcher, event_type, payload, event_id, parent_id)
-    scope.__enter__()
-    state = scope._state
-    if state is None or (scope._start is None and not scope._implicit):
-        return event_id  # nobody listens, or sampled out
-    scope._token = None  # the event stays the parent in this context until its end
-    dispatcher.remember(event_id, scope, previous, scope._start, state)
-    return event_id
-
-
-def end_pending_event(
-    dispatcher: Dispatcher,
-    event_type: EventType,
-    payload: Mapping[Any, Any] | None,
-    event_id: str | None,
-    exception: BaseException | None,
-) -> None:
-    """End an event of :func:`start_pending_event`; an unknown id is counted and ignored."""
-    entry = dispatcher.pending.pop(event_id, None) if event_id is not None else None
-    if entry is None:
-        if dispatcher.routes[event_type] is not None:
-            next(dispatcher.counts["unmatched_ends"])
-        return
-    scope, previous, _, _ = entry
-    frame = dispatcher.frame.get()
-    if frame is not None and frame[1] == event_id:
-        dispatcher.frame.set(previous)
-    scope.finish(payload, exception)
-
-
-def start_trace(dispatcher: Dispatcher, name: str | None, trace_id: str | None) -> Trace:
-    """Start a trace in this context; nested calls are counted and only the outermost starts
-    one."""
-    frame = dispatcher.current()
-    if frame is not None and not frame[0].implicit:
-        frame[0].nesting += 1
-        return frame[0].trace
-    state = dispatcher.open_trace(name or "trace", implicit=False, trace_id=trace_id)
-    state.previous = dispatcher.frame.get()
-    state.nesting = 1
-    dispatcher.frame.set((state, ROOT))
-    return state.trace
-
-
-def end_trace(dispatcher: Dispatcher) -> Trace | None:
-    """End the trace :func:`start_trace` started in this context (the outermost call ends it)."""
-    frame = dispatcher.current()
-    if frame is None:
-        return None
-    state = frame[0]
-    state.nesting -= 1
-    if state.nesting > 0:
-        return state.trace
-    dispatcher.frame.set(state.previous)
-    dispatcher.close_trace(state)
-    return state.trace
