@@ -224,8 +224,8 @@ def test_trace_handed_to_plugins_carries_data_only(recorder) -> None:
             pass
     ended = recorder.traces[0]
     assert ended is trace and isinstance(ended, Trace)
-    for name in ("_nesting", "_previous_frame", "nesting", "previous", "ended_flag"):
-        assert not hasattr(ended, name)
+    bookkeeping = {"_nesting", "_previous_frame", "nesting", "previous", "frame", "pending"}
+    assert not bookkeeping & set(dir(Trace))
     with pytest.raises(AttributeError):
         ended.name = "renamed"  # type: ignore[misc]
     with pytest.raises(AttributeError):
