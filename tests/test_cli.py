@@ -103,3 +103,20 @@ def test_an_installed_plugin_contributes_a_subcommand(tmp_path) -> None:
     assert "example-greet" in helped.stdout
     greeted = run_cli("example-greet", "Ada", cwd=tmp_path)
     assert (greeted.returncode, greeted.stdout) == (0, "hello, Ada\n")
+
+
+def test_demo_command_comes_from_the_demo_plugin_and_its_parser(tmp_path) -> None:
+    helped = run_cli("demo", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "--questions" in helped.stdout
+    rejected = run_cli("demo", "--questions", "0", cwd=tmp_path)
+    assert rejected.returncode == 2 and "must be at least 1" in rejected.stderr
+    # Disabling the plugin for events does not remove its command (commands come from every
+    # installed plugin), but uninstalling it would: the host has no demo of its own.
+    listed = run_cli("plugins", "--json", cwd=tmp_path)
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["demo"]["entry_point"] == "callbacks_demo:DemoPlugin"
+    assert rows["demo"]["hooks"] == ["callbacks_commands"]
+    standalone = subprocess.run(
+        [sys.executable, "-m", "callbacks_demo", "--help"], capture_output=True, text=True
+    )
+    assert standalone.returncode == 0 and "--concurrency" in standalone.stdout

@@ -8,7 +8,10 @@ Every event hook takes one argument, ``event`` (a :class:`callbacks.Event`). For
 plugin (the default, see ``callbacks_delivery``) hooks run on the plugin's own worker thread, in
 the order the events were emitted; for an inline plugin they run on the caller's thread and must be
 cheap. Whatever a hook returns is ignored, and whatever it raises is logged and counted, never
-passed to the application.
+passed to the application. An implementation may declare any subset of its spec's arguments.
+
+``docs/plugins.md`` lists, for each event type, the payload keys at its start and at its end,
+their shapes, and the :mod:`callbacks.payloads` reader for each.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def callbacks_flush(timeout: float) -> None:
 @hookspec
 def callbacks_shutdown(timeout: float) -> None:
     """Flush and release resources (close runs, exporters, files). Called once, at
-    ``CallbackManager.shutdown`` or at interpreter exit."""
+    ``CallbackManager.shutdown``, at ``unregister`` (before the plugin is removed) or at
+    interpreter exit; for a background plugin on its worker, after every queued event."""
 
 
 @hookspec
