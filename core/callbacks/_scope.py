@@ -157,7 +157,6 @@ class EventScope:
                 self._implicit = True
             else:
                 state, parent = frame
-                self._implicit = False
             self._state = state
             if not state.sampled:
                 self._start = None
