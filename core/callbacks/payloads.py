@@ -2,8 +2,9 @@
 
 Payload values come as plain Python (strings, dicts, lists) or as framework objects such as
 LlamaIndex's ``NodeWithScore``, ``ChatMessage`` and ``ChatResponse``, or an OpenAI usage object.
-These helpers read them by duck typing, never import a framework, and never raise on an odd shape:
-a missing value is ``None`` or empty, never the string ``"None"``.
+LangChain's messages and documents are read too. These helpers read them by duck typing, never
+import a framework, and never raise on an odd shape: a missing value is ``None`` or empty, never
+the string ``"None"``.
 """
 
 from __future__ import annotations
@@ -164,15 +165,31 @@ def nodes_of(value: Any, scores: Iterable[Any] | None = None) -> list[NodeView]:
     return out
 
 
+# LangChain messages carry no role, only a type ("human", "ai"...; "AIMessageChunk" for chunks).
+_ROLE_OF_TYPE = {
+    "human": "user",
+    "ai": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "function",
+    "developer": "developer",
+}
+
+
 def _role_of(message: Any) -> str:
-    role = _get(message, "role", "user")
+    role = _get(message, "role")
+    if role is None:
+        kind = _get(message, "type")
+        if isinstance(kind, str):
+            role = _ROLE_OF_TYPE.get(kind.removesuffix("MessageChunk").lower())
     role = getattr(role, "value", role)
     return str(role) if role is not None else "user"
 
 
 def messages_of(value: Any) -> list[Message]:
     """Chat messages from dicts (``{"role", "content"}``), ``(role, content)`` pairs or objects
-    such as LlamaIndex's ``ChatMessage``. A bare string is one user message."""
+    such as LlamaIndex's ``ChatMessage`` or LangChain's messages (whose role is read from their
+    ``type``). A bare string is one user message."""
     if value is None:
         return []
     if isinstance(value, (str, Mapping)) or not isinstance(value, Iterable):
@@ -269,7 +286,8 @@ def model_of(payload: Mapping[str, Any]) -> str | None:
 
 _USAGE_CONVENTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("openai", "prompt_tokens", "completion_tokens", "total_tokens"),
-    ("anthropic", "input_tokens", "output_tokens", ""),
+    # Anthropic reports no total; LangChain's usage_metadata (same names) does.
+    ("anthropic", "input_tokens", "output_tokens", "total_tokens"),
     ("gemini", "prompt_token_count", "candidates_token_count", "total_token_count"),
     ("gemini", "promptTokenCount", "candidatesTokenCount", "totalTokenCount"),
 )
