@@ -77,7 +77,7 @@ class _Run:
         "first_token_ns",
         "chunks",
         "manager",
-        "root",
+        "opens_trace",
         "sampled",
         "start_ns",
         "type",
@@ -88,7 +88,7 @@ class _Run:
         manager: CallbackManager,
         context: contextvars.Context,
         event_type: EventType,
-        root: bool,
+        opens_trace: bool,
         sampled: bool,
         extra: dict[str, Any],
     ) -> None:
@@ -98,7 +98,7 @@ class _Run:
         # thread or task LangChain calls back from.
         self.context = context
         self.type = event_type
-        self.root = root
+        self.opens_trace = opens_trace
         self.sampled = sampled
         self.extra = extra
         self.event_id = ""
@@ -260,8 +260,13 @@ class CallbacksHandler(BaseCallbackHandler):
                 return  # uninstalled: only runs already started go on reporting
             manager = self.manager
             context = contextvars.copy_context()
-            trace = context.run(manager.start_trace, name)
-            run = _Run(manager, context, event_type, True, trace.sampled, extra)
+            # Inside a trace the application opened, join it (under its current event) and
+            # leave ending it to the application; otherwise this run opens and ends its own.
+            trace = context.run(manager.current_trace)
+            opens = trace is None
+            if trace is None:
+                trace = context.run(manager.start_trace, name)
+            run = _Run(manager, context, event_type, opens, trace.sampled, extra)
             parent_event = None  # the trace's root, or the application's current event
         else:
             run = _Run(parent.manager, parent.context, event_type, False, parent.sampled, extra)
@@ -295,7 +300,7 @@ class CallbacksHandler(BaseCallbackHandler):
         manager = run.manager
         if run.sampled:
             manager.on_event_end(run.type, payload, event_id=run.event_id, exception=exception)
-        if run.root:
+        if run.opens_trace:
             run.context.copy().run(manager.end_trace)
 
     def _safely(self, what: str, fn: Any, *args: Any) -> None:
