@@ -426,6 +426,10 @@ def test_uninstall_during_a_run_lets_that_run_end_in_its_trace(host):
 
     def uninstall_midway(text: str) -> str:
         bridge.uninstall(host.manager)
+        # A new root run elsewhere, while this one is open: no longer reported.
+        other = threading.Thread(target=ScriptedChatModel().invoke, args=("elsewhere",))
+        other.start()
+        other.join()
         return text
 
     chain = RunnableLambda(uninstall_midway) | ScriptedChatModel() | StrOutputParser()
