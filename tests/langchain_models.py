@@ -1,8 +1,9 @@
-"""A deterministic chat model for the LangChain bridge's tests: it stands for the user's own
-model. It replies from the conversation, reports usage the way providers do (``usage_metadata``,
-on the last chunk when streaming), calls the tools bound with ``bind_tools``, streams word by
-word, and really awaits in async calls (optionally at a gate that holds every call until a
-number of them are in flight at once)."""
+"""A small LangChain app for the bridge's tests (here and in the sinks' ``test_langchain.py``):
+a retriever over four documents, a RAG chain, two tools, and a deterministic chat model that
+stands for the user's own model. The model replies from the conversation, reports usage the way
+providers do (``usage_metadata``, on the last chunk when streaming), calls the tools bound with
+``bind_tools``, streams word by word, and really awaits in async calls (optionally at a gate
+that holds every call until a number of them are in flight at once)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,87 @@ import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
+from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.vectorstores import InMemoryVectorStore
 from pydantic import Field
+
+from callbacks import EventType
+
+TEXTS = [
+    "Paris is the capital of France.",
+    "Berlin is the capital of Germany.",
+    "The Seine flows through Paris.",
+    "Rome is the capital of Italy.",
+]
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@tool
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def build_retriever() -> Any:
+    """A real vector-store retriever (in memory, deterministic embeddings), top 2."""
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=16))
+    store.add_documents(
+        [Document(t, id=f"doc-{i}", metadata={"n": i}) for i, t in enumerate(TEXTS)]
+    )
+    return store.as_retriever(search_kwargs={"k": 2})
+
+
+def rag_chain(retriever: Any, model: Any) -> Any:
+    """retriever -> joined context, with the question -> prompt -> model -> string."""
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "Answer from the context.\n{context}"), ("human", "{question}")]
+    )
+    join = RunnableLambda(lambda docs: "\n".join(d.page_content for d in docs)).with_config(
+        run_name="join_docs"
+    )
+    return (
+        RunnableParallel(context=retriever | join, question=RunnablePassthrough())
+        | prompt
+        | model
+        | StrOutputParser()
+    )
+
+
+def walk(runs: list[Any]) -> Iterator[Any]:
+    """Every run of LangChain's run trees, depth first."""
+    for run in runs:
+        yield run
+        yield from walk(run.child_runs)
+
+
+def expected_type(run: Any) -> EventType:
+    """The event type the issue's mapping gives a LangChain run (LangChain's own run)."""
+    if run.run_type in ("llm", "chat_model"):
+        return EventType.LLM
+    if run.run_type == "retriever":
+        return EventType.RETRIEVE
+    if run.run_type == "tool":
+        return EventType.FUNCTION_CALL
+    if run.run_type == "prompt":
+        return EventType.TEMPLATING
+    tags = run.tags or []
+    if run.name in ("agent", "model") and any(t.startswith("graph:step:") for t in tags):
+        return EventType.AGENT_STEP
+    return EventType.CHAIN
 
 
 class Gate:

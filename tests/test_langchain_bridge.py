@@ -21,15 +21,20 @@ pytest.importorskip("langgraph")
 
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.documents import Document
-from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
-from langchain_core.tools import tool
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
-from langchain_core.vectorstores import InMemoryVectorStore
-from langchain_models import Gate, ScriptedChatModel
+from langchain_models import (
+    Gate,
+    ScriptedChatModel,
+    add,
+    build_retriever,
+    expected_type,
+    multiply,
+    rag_chain,
+    walk,
+)
 
 import callbacks
 from callbacks import ROOT, CallbackManager, EventPayload, EventType, payloads
@@ -37,49 +42,7 @@ from callbacks.integrations import langchain as bridge
 from callbacks.testing import RecordingPlugin
 from callbacks_tokens import TokenCountingPlugin
 
-TEXTS = [
-    "Paris is the capital of France.",
-    "Berlin is the capital of Germany.",
-    "The Seine flows through Paris.",
-    "Rome is the capital of Italy.",
-]
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers."""
-    return a + b
-
-
-@tool
-def multiply(a: int, b: int) -> int:
-    """Multiply two integers."""
-    return a * b
-
-
 # -- LangChain's view --------------------------------------------------------------------------
-
-
-def walk(runs: list[Any]) -> Iterator[Any]:
-    for run in runs:
-        yield run
-        yield from walk(run.child_runs)
-
-
-def expected_type(run: Any) -> EventType:
-    """The event type the issue's mapping gives a LangChain run."""
-    if run.run_type in ("llm", "chat_model"):
-        return EventType.LLM
-    if run.run_type == "retriever":
-        return EventType.RETRIEVE
-    if run.run_type == "tool":
-        return EventType.FUNCTION_CALL
-    if run.run_type == "prompt":
-        return EventType.TEMPLATING
-    tags = run.tags or []
-    if run.name in ("agent", "model") and any(t.startswith("graph:step:") for t in tags):
-        return EventType.AGENT_STEP
-    return EventType.CHAIN
 
 
 def langchain_tree(root: Any) -> dict[str, list[str]]:
@@ -146,26 +109,7 @@ def host() -> Iterator[SimpleNamespace]:
 
 @pytest.fixture
 def retriever() -> Any:
-    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=16))
-    store.add_documents(
-        [Document(t, id=f"doc-{i}", metadata={"n": i}) for i, t in enumerate(TEXTS)]
-    )
-    return store.as_retriever(search_kwargs={"k": 2})
-
-
-def rag_chain(retriever: Any, model: Any) -> Any:
-    prompt = ChatPromptTemplate.from_messages(
-        [("system", "Answer from the context.\n{context}"), ("human", "{question}")]
-    )
-    join = RunnableLambda(lambda docs: "\n".join(d.page_content for d in docs)).with_config(
-        run_name="join_docs"
-    )
-    return (
-        RunnableParallel(context=retriever | join, question=RunnablePassthrough())
-        | prompt
-        | model
-        | StrOutputParser()
-    )
+    return build_retriever()
 
 
 def usage_totals(host: SimpleNamespace) -> dict[str, tuple[int, int, int]]:
