@@ -81,7 +81,9 @@ def text_of(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        # A str subclass (LangChain's TextAccessor) becomes a plain str: some sinks' C code
+        # accepts only exact str.
+        return value if type(value) is str else str.__str__(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, Mapping):
@@ -98,7 +100,7 @@ def text_of(value: Any) -> str:
         try:
             content = get_content()
             if isinstance(content, str):
-                return content
+                return text_of(content)
         except Exception:
             pass
     if _get(value, "role") is not None and _get(value, "content", _MISSING) is None:
@@ -113,7 +115,7 @@ def text_of(value: Any) -> str:
             return ""
         if inner is not None and inner is not _MISSING and inner is not value:
             if isinstance(inner, str):
-                return inner
+                return text_of(inner)
             if attr in ("message", "response", "content"):
                 return text_of(inner)
     if isinstance(value, (list, tuple)):
@@ -197,7 +199,7 @@ def messages_of(value: Any) -> list[Message]:
     out: list[Message] = []
     for item in value:
         if isinstance(item, str):
-            out.append(Message("user", item))
+            out.append(Message("user", text_of(item)))
             continue
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             out.append(Message(item[0], text_of(item[1])))
@@ -206,7 +208,7 @@ def messages_of(value: Any) -> list[Message]:
         if content is None:
             blocks = _get(item, "blocks")
             content = text_of(blocks) if blocks else ""
-        elif not isinstance(content, str):
+        else:
             content = text_of(content)
         extra = _get(item, "additional_kwargs") or {}
         if not isinstance(extra, Mapping):
