@@ -462,6 +462,9 @@ def test_payload_readers_understand_langchain_messages_documents_and_usage():
     assert (read[3].name, read[3].tool_call_id, read[3].content) == ("add", "c1", "3")
     usage = payloads.usage_of({EventPayload.RESPONSE: reply})
     assert (usage.prompt, usage.completion, usage.total) == (7, 3, 12)
+    # LangChain's message text is a str subclass that some sinks' C code rejects.
+    assert type(payloads.text_of(AIMessage("plain").text)) is str
+    assert type(payloads.messages_of([AIMessage("plain")])[0].content) is str
     doc = Document("text", id="d1", metadata={"k": 1})
     assert payloads.nodes_of([doc]) == [payloads.NodeView("d1", "text", None, {"k": 1})]
 
