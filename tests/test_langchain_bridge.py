@@ -7,10 +7,12 @@ langgraph; only the chat model is a deterministic stand-in (``tests/langchain_mo
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -473,3 +475,20 @@ def test_importing_callbacks_does_not_import_langchain():
     code = "import sys, callbacks; print(sorted(m for m in sys.modules if 'lang' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_readme_langchain_example_runs_offline(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Use with LangChain") :]
+    example = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[1]
+    assert "callbacks_langchain.install(manager)" in example
+    script = tmp_path / "example.py"
+    script.write_text(example)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    # Six model calls, each reporting the usage the example's model is given (40 + 6 tokens).
+    assert "LLM calls: 6 tokens: 276" in done.stdout
+    assert done.stdout.count("Trace 'RunnableSequence'") == 6
+    assert list(tmp_path.iterdir()) == [script]  # nothing written anywhere unasked
