@@ -492,3 +492,46 @@ def test_readme_langchain_example_runs_offline(tmp_path):
     assert "LLM calls: 6 tokens: 276" in done.stdout
     assert done.stdout.count("Trace 'RunnableSequence'") == 6
     assert list(tmp_path.iterdir()) == [script]  # nothing written anywhere unasked
+
+
+def test_stream_closed_early_ends_every_run_before_its_trace(host, retriever):
+    chain = rag_chain(retriever, ScriptedChatModel())
+    stream = chain.stream("a question with several words?", config=host.config)
+    first = next(stream)
+    stream.close()  # LangChain ends the outer runs first, then the inner ones
+
+    assert first == "Answer:"
+    assert_same_runs(host.recorder, host.runs.traced_runs)
+    (trace,) = host.recorder.traces
+    last_end = max(e.time_ns for e in host.recorder.ends())
+    assert trace.end_time_ns >= last_end
+
+
+def test_agent_action_is_an_agent_step_under_the_agent_run(host):
+    from langchain_core.agents import AgentAction, AgentFinish
+
+    def agent(question: str, run_manager: Any) -> str:
+        run_manager.on_agent_action(AgentAction("add", {"a": 1, "b": 2}, "I should add."))
+        run_manager.on_agent_finish(AgentFinish({"output": "3"}, "Done."))
+        return "3"
+
+    RunnableLambda(agent).invoke("1+2?", config=host.config)
+    (lc_run,) = host.runs.traced_runs
+    action, finish = host.recorder.ends(EventType.AGENT_STEP)
+    assert action.parent_id == finish.parent_id == str(lc_run.id)
+    assert action.full_payload[EventPayload.FUNCTION_CALL] == {
+        "name": "add",
+        "arguments": {"a": 1, "b": 2},
+    }
+    assert finish.payload[EventPayload.RESPONSE] == {"output": "3"}
+
+
+def test_tokens_fall_back_to_tiktoken_when_langchain_reports_no_usage(host):
+    from callbacks_tokens import load_encoding
+
+    reply = ScriptedChatModel(report_usage=False).invoke("count me", config=host.config)
+    host.manager.flush()
+    (record,) = host.tokens.llm_token_counts
+    assert record.source == "tiktoken"
+    encoding = load_encoding(record.encoding)
+    assert record.completion == len(encoding.encode_ordinary(str(reply.content)))

@@ -67,39 +67,53 @@ _P = EventPayload
 _CHAIN_TYPES = {"prompt": EventType.TEMPLATING}
 
 
+class _Tree:
+    """One root run's tree: the context its trace lives in, and how many of its runs are open.
+
+    LangChain can end a root run before its children (closing a stream early ends the outer
+    generator first), so the trace ends when the root and every run under it have ended."""
+
+    __slots__ = ("context", "lock", "open", "opens_trace", "root_ended", "sampled")
+
+    def __init__(self, context: contextvars.Context, opens_trace: bool, sampled: bool) -> None:
+        # A copy of the context in which the root run's trace was started: every host call for
+        # this tree runs in a copy of it, so the tree lands in its own trace whichever thread or
+        # task LangChain calls back from.
+        self.context = context
+        self.opens_trace = opens_trace
+        self.sampled = sampled
+        self.lock = threading.Lock()
+        self.open = 0
+        self.root_ended = False
+
+
 class _Run:
     """What the handler keeps about one open LangChain run."""
 
     __slots__ = (
-        "context",
+        "chunks",
         "event_id",
         "extra",
         "first_token_ns",
-        "chunks",
         "manager",
-        "opens_trace",
-        "sampled",
+        "root",
         "start_ns",
+        "tree",
         "type",
     )
 
     def __init__(
         self,
         manager: CallbackManager,
-        context: contextvars.Context,
+        tree: _Tree,
         event_type: EventType,
-        opens_trace: bool,
-        sampled: bool,
+        root: bool,
         extra: dict[str, Any],
     ) -> None:
         self.manager = manager
-        # A copy of the context in which the root run's trace was started: every host call for
-        # this run's tree runs in a copy of it, so the tree lands in its own trace whichever
-        # thread or task LangChain calls back from.
-        self.context = context
+        self.tree = tree
         self.type = event_type
-        self.opens_trace = opens_trace
-        self.sampled = sampled
+        self.root = root
         self.extra = extra
         self.event_id = ""
         self.start_ns = time.monotonic_ns()
@@ -266,15 +280,18 @@ class CallbacksHandler(BaseCallbackHandler):
             opens = trace is None
             if trace is None:
                 trace = context.run(manager.start_trace, name)
-            run = _Run(manager, context, event_type, opens, trace.sampled, extra)
+            run = _Run(manager, _Tree(context, opens, trace.sampled), event_type, True, extra)
             parent_event = None  # the trace's root, or the application's current event
         else:
-            run = _Run(parent.manager, parent.context, event_type, False, parent.sampled, extra)
+            run = _Run(parent.manager, parent.tree, event_type, False, extra)
             parent_event = parent.event_id
-        if run.sampled:
+        tree = run.tree
+        with tree.lock:
+            tree.open += 1
+        if tree.sampled:
             if extra:
                 payload[_P.ADDITIONAL_KWARGS] = extra
-            run.event_id = run.context.copy().run(
+            run.event_id = tree.context.copy().run(
                 run.manager.on_event_start,
                 event_type,
                 payload,
@@ -298,10 +315,16 @@ class CallbacksHandler(BaseCallbackHandler):
         if run is None:
             return
         manager = run.manager
-        if run.sampled:
+        tree = run.tree
+        if tree.sampled:
             manager.on_event_end(run.type, payload, event_id=run.event_id, exception=exception)
-        if run.opens_trace:
-            run.context.copy().run(manager.end_trace)
+        with tree.lock:
+            tree.open -= 1
+            if run.root:
+                tree.root_ended = True
+            last = tree.root_ended and tree.open == 0
+        if last and tree.opens_trace:
+            tree.context.copy().run(manager.end_trace)
 
     def _safely(self, what: str, fn: Any, *args: Any) -> None:
         try:
@@ -397,10 +420,10 @@ class CallbacksHandler(BaseCallbackHandler):
 
     def _instant(self, run_id: UUID, payload: dict[str, Any], end: dict[str, Any] | None) -> None:
         run = self._runs.get(run_id)
-        if run is None or not run.sampled:
+        if run is None or not run.tree.sampled:
             return
         manager = run.manager
-        event_id = run.context.copy().run(
+        event_id = run.tree.context.copy().run(
             manager.on_event_start, EventType.AGENT_STEP, payload, parent_id=run.event_id
         )
         manager.on_event_end(EventType.AGENT_STEP, end, event_id=event_id)
