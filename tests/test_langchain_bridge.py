@@ -535,3 +535,39 @@ def test_tokens_fall_back_to_tiktoken_when_langchain_reports_no_usage(host):
     assert record.source == "tiktoken"
     encoding = load_encoding(record.encoding)
     assert record.completion == len(encoding.encode_ordinary(str(reply.content)))
+
+
+def test_completion_llm_reports_prompt_completion_and_provider_token_usage(host):
+    from langchain_core.language_models.fake import FakeListLLM
+    from langchain_core.outputs import Generation, LLMResult
+
+    class CompletionModel(FakeListLLM):
+        """A completion model whose provider reports usage in ``llm_output``."""
+
+        def _generate(
+            self, prompts: list[str], stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> LLMResult:
+            text = f"Completed: {prompts[0]}"
+            usage = {"prompt_tokens": len(prompts[0]), "completion_tokens": len(text)}
+            return LLMResult(
+                generations=[[Generation(text=text)]],
+                llm_output={
+                    "token_usage": {**usage, "total_tokens": sum(usage.values())},
+                    "model_name": "completion-1",
+                },
+            )
+
+    text = CompletionModel(responses=[]).invoke("Say hi", config=host.config)
+    assert_same_runs(host.recorder, host.runs.traced_runs)
+    (lc_run,) = host.runs.traced_runs
+    (llm,) = host.recorder.ends(EventType.LLM)
+    assert payloads.prompt_of(llm.full_payload) == lc_run.inputs["prompts"][0]
+    assert payloads.completion_of(llm.payload) == text
+    reported = lc_run.outputs["llm_output"]["token_usage"]
+    assert usage_totals(host) == {
+        "completion-1": (
+            reported["prompt_tokens"],
+            reported["completion_tokens"],
+            reported["total_tokens"],
+        )
+    }
