@@ -2,8 +2,9 @@
 
 Payload values come as plain Python (strings, dicts, lists) or as framework objects such as
 LlamaIndex's ``NodeWithScore``, ``ChatMessage`` and ``ChatResponse``, or an OpenAI usage object.
-These helpers read them by duck typing, never import a framework, and never raise on an odd shape:
-a missing value is ``None`` or empty, never the string ``"None"``.
+LangChain's messages and documents are read too. These helpers read them by duck typing, never
+import a framework, and never raise on an odd shape: a missing value is ``None`` or empty, never
+the string ``"None"``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def text_of(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        # A str subclass (LangChain's TextAccessor) becomes a plain str: some sinks' C code
+        # accepts only exact str.
+        return value if type(value) is str else str.__str__(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, Mapping):
@@ -97,7 +100,7 @@ def text_of(value: Any) -> str:
         try:
             content = get_content()
             if isinstance(content, str):
-                return content
+                return text_of(content)
         except Exception:
             pass
     if _get(value, "role") is not None and _get(value, "content", _MISSING) is None:
@@ -112,7 +115,7 @@ def text_of(value: Any) -> str:
             return ""
         if inner is not None and inner is not _MISSING and inner is not value:
             if isinstance(inner, str):
-                return inner
+                return text_of(inner)
             if attr in ("message", "response", "content"):
                 return text_of(inner)
     if isinstance(value, (list, tuple)):
@@ -164,15 +167,31 @@ def nodes_of(value: Any, scores: Iterable[Any] | None = None) -> list[NodeView]:
     return out
 
 
+# LangChain messages carry no role, only a type ("human", "ai"...; "AIMessageChunk" for chunks).
+_ROLE_OF_TYPE = {
+    "human": "user",
+    "ai": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "function",
+    "developer": "developer",
+}
+
+
 def _role_of(message: Any) -> str:
-    role = _get(message, "role", "user")
+    role = _get(message, "role")
+    if role is None:
+        kind = _get(message, "type")
+        if isinstance(kind, str):
+            role = _ROLE_OF_TYPE.get(kind.removesuffix("MessageChunk").lower())
     role = getattr(role, "value", role)
     return str(role) if role is not None else "user"
 
 
 def messages_of(value: Any) -> list[Message]:
     """Chat messages from dicts (``{"role", "content"}``), ``(role, content)`` pairs or objects
-    such as LlamaIndex's ``ChatMessage``. A bare string is one user message."""
+    such as LlamaIndex's ``ChatMessage`` or LangChain's messages (whose role is read from their
+    ``type``). A bare string is one user message."""
     if value is None:
         return []
     if isinstance(value, (str, Mapping)) or not isinstance(value, Iterable):
@@ -180,7 +199,7 @@ def messages_of(value: Any) -> list[Message]:
     out: list[Message] = []
     for item in value:
         if isinstance(item, str):
-            out.append(Message("user", item))
+            out.append(Message("user", text_of(item)))
             continue
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             out.append(Message(item[0], text_of(item[1])))
@@ -189,7 +208,7 @@ def messages_of(value: Any) -> list[Message]:
         if content is None:
             blocks = _get(item, "blocks")
             content = text_of(blocks) if blocks else ""
-        elif not isinstance(content, str):
+        else:
             content = text_of(content)
         extra = _get(item, "additional_kwargs") or {}
         if not isinstance(extra, Mapping):
@@ -269,7 +288,8 @@ def model_of(payload: Mapping[str, Any]) -> str | None:
 
 _USAGE_CONVENTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("openai", "prompt_tokens", "completion_tokens", "total_tokens"),
-    ("anthropic", "input_tokens", "output_tokens", ""),
+    # Anthropic reports no total; LangChain's usage_metadata (same names) does.
+    ("anthropic", "input_tokens", "output_tokens", "total_tokens"),
     ("gemini", "prompt_token_count", "candidates_token_count", "total_token_count"),
     ("gemini", "promptTokenCount", "candidatesTokenCount", "totalTokenCount"),
 )
