@@ -43,9 +43,9 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "install it with: pip install 'callbacks-core[langchain]'"
     ) from error
 
-from ..events import EventPayload, EventType
 from .._manager import CallbackManager
 from .._process import get_manager
+from ..events import EventPayload, EventType
 
 __all__ = ["AGENT_NODES", "CallbacksHandler", "install", "uninstall"]
 
