@@ -47,6 +47,8 @@ font-size:12px}.msg{border-left:3px solid #8a94a6;padding:2px 8px;margin:6px 0}
 .role-assistant{border-color:#7b4fd6}.role-tool{border-color:#c2185b}
 .error{border-left:3px solid #c62828;background:#fdecea;padding:4px 8px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0}dt{color:#5b6472}
+dl.facts{display:flex;flex-wrap:wrap;gap:4px 18px;margin:0 0 10px}dl.facts dd{margin:0 0 0 4px}
+dl.facts div{display:flex}h1{font-size:20px;margin:4px 0 6px}
 """
 
 
@@ -159,7 +161,13 @@ def trace_page(trace: Mapping[str, Any], events: list[dict[str, Any]], selected:
         "Replayed": "yes" if attributes.get("replayed") else None,
         "Id": trace["id"],
     }
-    head = f"<h1>{escape(trace['name'])}</h1>{_dl(facts)}"
+    items = "".join(
+        f"<div><dt>{escape(k)}</dt><dd>{escape(str(v))}</dd></div>"
+        for k, v in facts.items()
+        if v is not None
+    )
+    head = f'<h1>{escape(trace["name"])}</h1><dl class="facts">{items}</dl>'
+
     detail = _event_panel(chosen, start) if chosen is not None else "<p>No events.</p>"
     body = (
         f'{head}<div class="trace-grid"><div class="wf">{rows}</div>'
