@@ -33,9 +33,7 @@ def rows(db: Path, sql: str, *params: object) -> list[tuple]:
 
 
 def store_manager(db: Path, *plugins: object, **store: object) -> CallbackManager:
-    return CallbackManager(
-        [*plugins, StorePlugin()], config={"store": {"path": str(db), **store}}
-    )
+    return CallbackManager([*plugins, StorePlugin()], config={"store": {"path": str(db), **store}})
 
 
 def assert_store_matches(db: Path, recorder: RecordingPlugin) -> None:
@@ -68,7 +66,9 @@ def test_every_demo_event_lands_once_with_its_parent(tmp_path, monkeypatch):
     monkeypatch.setenv("CALLBACKS_STORE__PATH", str(db))  # the way a user turns it on
     recorder = RecordingPlugin()
     manager = CallbackManager([recorder], load_entrypoints=True, config={"plugins": ["store"]})
-    run_demo(questions=3, concurrency=3, out_dir=tmp_path / "out", manager=manager, stream=io.StringIO())
+    run_demo(
+        questions=3, concurrency=3, out_dir=tmp_path / "out", manager=manager, stream=io.StringIO()
+    )
     manager.shutdown()
     assert {e.type.value for e in recorder.ends()} == {t.value for t in EventType}
     assert_store_matches(db, recorder)

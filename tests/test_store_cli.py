@@ -9,14 +9,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_store import rows, run_queries, store_manager
 
 from callbacks import CallbackManager, EventPayload, EventType
 from callbacks.cli import main
 from callbacks.testing import RecordingPlugin
 from callbacks.wire import FORMAT, VERSION, plain_payload, to_plain
 from callbacks_store import StorePlugin, replay
-
-from test_store import rows, run_queries, store_manager
 
 P = EventPayload
 
@@ -252,7 +251,7 @@ def test_a_malformed_line_is_reported_by_number_and_the_rest_is_replayed(
     monkeypatch.setenv("CALLBACKS_PLUGINS", '["store"]')
     monkeypatch.setenv("CALLBACKS_STORE__PATH", str(target))
     capsys.readouterr()
-    status, text = cli("replay", str(out), "--fast")
+    status, _ = cli("replay", str(out), "--fast")
     assert status == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 4: not JSON" in err and str(out) in err, err
@@ -260,9 +259,9 @@ def test_a_malformed_line_is_reported_by_number_and_the_rest_is_replayed(
     assert len(stored) == len(recorder.ends()) - 1
     assert broken_event["id"] not in {r[0] for r in stored}
     assert len(rows(target, "SELECT id FROM traces")) == len(recorder.traces)
-    assert rows(target, "SELECT COUNT(*) FROM traces WHERE attributes LIKE '%\"replayed\": true%'") == [
-        (len(recorder.traces),)
-    ]
+    assert rows(
+        target, "SELECT COUNT(*) FROM traces WHERE attributes LIKE '%\"replayed\": true%'"
+    ) == [(len(recorder.traces),)]
 
 
 def test_replay_of_a_missing_file_or_a_newer_version_is_an_error(tmp_path, capsys):
@@ -275,7 +274,7 @@ def test_replay_of_a_missing_file_or_a_newer_version_is_an_error(tmp_path, capsy
 
 
 def test_store_commands_are_contributed_through_the_plugin_hook():
-    status, text = cli("plugins", "--json")
+    _, text = cli("plugins", "--json")
     store = next(p for p in json.loads(text) if p["name"] == "store")
     assert "callbacks_commands" in store["hooks"]
     assert store["distribution"] == "callbacks-core"

@@ -85,9 +85,10 @@ def test_pages_filter_and_paginate_on_the_server(viewer, demo_db):
     queries = [t for t in traces if t[1] == "query"]
     assert page.count('href="/trace/') == len(queries) == 3
     status, data = get(viewer + "/api/traces?status=ok")
-    assert json.loads(data)["total"] == db_rows(
-        demo_db, "SELECT COUNT(*) FROM traces WHERE status = 'ok'"
-    )[0][0]
+    assert (
+        json.loads(data)["total"]
+        == db_rows(demo_db, "SELECT COUNT(*) FROM traces WHERE status = 'ok'")[0][0]
+    )
     assert get(viewer + "/trace/nope")[0] == 404
     assert get(viewer + "/elsewhere")[0] == 404
 
@@ -103,13 +104,15 @@ def test_pagination_links_walk_every_trace_once(tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        base = "http://127.0.0.1:%d" % server.server_address[1]
+        base = f"http://127.0.0.1:{server.server_address[1]}"
         seen: list[str] = []
         url = base + "/"
         while url:
             _, page = get(url)
             seen += [part.split('"')[0] for part in page.split('href="/trace/')[1:]]
-            older = page.split('">Older</a>')[0].rsplit('href="', 1)[-1] if "Older" in page else None
+            older = (
+                page.split('">Older</a>')[0].rsplit('href="', 1)[-1] if "Older" in page else None
+            )
             url = base + older.replace("&amp;", "&") if older else None
         expected = [r[0] for r in db_rows(db, "SELECT id FROM traces ORDER BY start_ns DESC")]
         assert seen == expected
@@ -184,7 +187,7 @@ def test_a_trace_that_ends_while_the_page_is_open_appears_on_refresh(tmp_path):
                 executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
             page = browser.new_page()
-            page.goto("http://127.0.0.1:%d/" % server.server_address[1])
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
             assert page.locator("table.traces tbody tr").count() == 1
             with cm.as_trace("second"), cm.event(EventType.LLM):
                 pass

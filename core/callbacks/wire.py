@@ -202,7 +202,7 @@ def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | Wi
             continue
         try:
             record = json.loads(line)
-        except ValueError as error:
+        except json.JSONDecodeError as error:
             yield number, WireFormatError(number, f"not JSON ({error.msg})")
             continue
         problem = _problem(record)

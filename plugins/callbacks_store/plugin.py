@@ -22,7 +22,9 @@ __all__ = ["StorePlugin"]
 
 logger = logging.getLogger(__name__)
 
-_COMMIT_EVERY_S = 0.5
+_COMMIT_EVERY_S = 0.2
+"""Commits are at most this far apart while events flow, and pending rows wait no longer than
+this (a timer asks the worker to commit) before a reader can see them."""
 _LOG_EVERY_S = 10.0
 
 _UPSERT_TRACE = """
@@ -80,6 +82,8 @@ class StorePlugin:
             "rows_lost": 0,
         }
         self._last_error: str | None = None
+        self._manager: CallbackManager | None = None
+        self._timer: threading.Timer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -93,6 +97,7 @@ class StorePlugin:
         """Keep the settings; the database is opened on the worker, at the first commit."""
         if settings is not None:
             self.settings = settings
+        self._manager = manager
 
     @hookimpl
     def callbacks_flush(self, timeout: float) -> None:
@@ -102,6 +107,9 @@ class StorePlugin:
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
         """Commit, then close the database."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         self._commit()
         if self._conn is not None:
             try:
@@ -171,7 +179,7 @@ class StorePlugin:
             return
         self._traces[trace.id] = _trace_row(trace, "ok")
         self._touched.add(trace.id)
-        self._commit()
+        self._maybe_commit()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -181,6 +189,21 @@ class StorePlugin:
             or time.monotonic() - self._last_commit >= _COMMIT_EVERY_S
         ):
             self._commit()
+        elif self._timer is None and self._manager is not None:
+            # Nothing may follow these rows for a while: have the worker commit them soon.
+            timer = threading.Timer(_COMMIT_EVERY_S, self._timed_flush)
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        manager = self._manager
+        if manager is not None and not manager.closed:
+            try:
+                manager.flush(1.0, plugin=self)
+            except Exception:  # strict mode re-raises worker errors; the timer has no caller
+                logger.debug("store: timed flush failed", exc_info=True)
 
     def _commit(self) -> None:
         if self.settings.path is None or not (self._events or self._traces):

@@ -14,8 +14,7 @@ from callbacks.wire import header_record
 __all__ = ["TraceNotFoundError", "TracePage", "export_records", "get_trace", "list_traces"]
 
 _LIST_COLUMNS = (
-    "id, name, start_ns, end_ns, duration_ns, status, event_count, llm_tokens, session_id, "
-    "user_id"
+    "id, name, start_ns, end_ns, duration_ns, status, event_count, llm_tokens, session_id, user_id"
 )
 
 
@@ -76,7 +75,9 @@ def resolve_id(conn: sqlite3.Connection, trace_id: str) -> str:
     raise TraceNotFoundError(f"no trace with id {trace_id!r}")
 
 
-def get_trace(conn: sqlite3.Connection, trace_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def get_trace(
+    conn: sqlite3.Connection, trace_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The trace's record (wire format plus ``event_count`` and ``llm_tokens``) and its event
     records in start order. Raises :class:`TraceNotFoundError`."""
     full_id = resolve_id(conn, trace_id)
@@ -107,7 +108,9 @@ def _events_of(conn: sqlite3.Connection, trace_id: str) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in rows]
 
 
-def export_records(conn: sqlite3.Connection, *, since_ns: int | None = None) -> Iterator[dict[str, Any]]:
+def export_records(
+    conn: sqlite3.Connection, *, since_ns: int | None = None
+) -> Iterator[dict[str, Any]]:
     """The header, then for each ended trace (oldest first) its record followed by its events'
     records in start order."""
     yield header_record()

@@ -64,7 +64,9 @@ def _page(title: str, body: str, subtitle: str = "") -> str:
 
 def error_page(message: str) -> str:
     """A page that says what went wrong."""
-    return _page("Error", f'<p class="error">{escape(message)}</p><p><a href="/">All traces</a></p>')
+    return _page(
+        "Error", f'<p class="error">{escape(message)}</p><p><a href="/">All traces</a></p>'
+    )
 
 
 # -- the trace list --------------------------------------------------------------------------
@@ -100,7 +102,7 @@ def list_page(page: TracePage, names: list[str], db: str) -> str:
     )
     first = page.offset + 1 if page.traces else 0
     last = page.offset + len(page.traces)
-    pager = [f"<span>{first}–{last} of {page.total}</span>"]
+    pager = [f"<span>{first}-{last} of {page.total}</span>"]
     if page.offset > 0:
         pager.append(_pager_link("Newer", f, max(0, page.offset - page.limit)))
     if last < page.total:
@@ -143,11 +145,7 @@ def trace_page(trace: Mapping[str, Any], events: list[dict[str, Any]], selected:
     _walk(children, "root", 0, ordered)
     chosen = next((e for e in events if e["id"] == selected), events[0] if events else None)
     start = trace["start_ns"]
-    span = max(
-        [trace.get("duration_ns") or 0]
-        + [e["end_ns"] - start for e in events]
-        + [1]
-    )
+    span = max([trace.get("duration_ns") or 0] + [e["end_ns"] - start for e in events] + [1])
     rows = "".join(_wf_row(trace["id"], e, depth, start, span, e is chosen) for depth, e in ordered)
     attributes = trace.get("attributes") or {}
     facts = {
@@ -264,7 +262,11 @@ def _value(key: str, value: Any) -> str:
         return label + "".join(_message(m) for m in value if isinstance(m, Mapping))
     if key in ("nodes", "documents") and isinstance(value, list):
         return label + _nodes(value)
-    if key == "response" and isinstance(value, Mapping) and isinstance(value.get("message"), Mapping):
+    if (
+        key == "response"
+        and isinstance(value, Mapping)
+        and isinstance(value.get("message"), Mapping)
+    ):
         return label + _message(value["message"])
     if key == "exception" and isinstance(value, Mapping) and "type" in value:
         return label + (
