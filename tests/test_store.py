@@ -85,11 +85,8 @@ async def _query(cm: CallbackManager, i: int) -> str:
                 with cm.event(EventType.RETRIEVE, {P.QUERY_STR: f"question {i}"}) as retrieve:
                     await asyncio.sleep(0)
                     retrieve.on_end({P.NODES: [{"id": f"n{i}", "text": "t", "score": 0.5}]})
-                for turn in range(2):
-                    with cm.event(EventType.LLM, {P.PROMPT: f"p{i}.{turn}"}) as llm:
-                        await asyncio.sleep(0)
-                        usage = {"prompt_tokens": i, "completion_tokens": turn + 1}
-                        llm.on_end({P.COMPLETION: f"c{i}.{turn}", P.USAGE: usage})
+                # Two LLM calls at once in one trace: their starts and ends interleave.
+                await asyncio.gather(_llm(cm, i, 0), _llm(cm, i, 1))
                 if i % 5 == 0:
                     try:
                         with cm.event(EventType.FUNCTION_CALL, {P.FUNCTION_CALL: "{}"}):
@@ -99,6 +96,13 @@ async def _query(cm: CallbackManager, i: int) -> str:
                         pass
                 query.on_end({P.RESPONSE: f"answer {i}"})
     return f"answer {i}"
+
+
+async def _llm(cm: CallbackManager, i: int, turn: int) -> None:
+    with cm.event(EventType.LLM, {P.PROMPT: f"p{i}.{turn}"}) as llm:
+        await asyncio.sleep(0)
+        usage = {"prompt_tokens": i, "completion_tokens": turn + 1}
+        llm.on_end({P.COMPLETION: f"c{i}.{turn}", P.USAGE: usage})
 
 
 def run_queries(cm: CallbackManager, n: int = 20) -> list[str]:
