@@ -8,15 +8,18 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright import sync_api
 
 from callbacks import CallbackManager, EventPayload, EventType
-from callbacks_store import StorePlugin, make_server
+from callbacks_store import StorePlugin, demo_defaults, make_server, view_hint
 
 try:  # the demo is moving out of the host into its own built-in plugin
     from callbacks_demo import run_demo  # type: ignore[import-not-found]
@@ -33,17 +36,21 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+# Playwright must never fetch a browser of its own: it drives the system's chromium.
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 SCREENSHOT_IN_DOCS = Path(__file__).resolve().parents[1] / "docs" / "viewer.png"
 
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory):
-    """A database written by the store during a demo run of three questions."""
+    """A database written by the store during a demo run of three questions, configured the way
+    the demo turns the store on (``demo_defaults``)."""
     out = tmp_path_factory.mktemp("viewer-demo")
-    db = out / "traces.db"
-    manager = CallbackManager([StorePlugin()], config={"store": {"path": str(db)}})
+    manager = CallbackManager([StorePlugin()], config=demo_defaults(out))
     run_demo(questions=3, concurrency=2, out_dir=out, manager=manager, stream=io.StringIO())
     manager.shutdown()
+    db = out / "traces.db"
+    assert view_hint(db) == f"Traces stored in {db}; see them with: callbacks view --db {db}\n"
     return db
 
 
@@ -124,7 +131,6 @@ def test_pagination_links_walk_every_trace_once(tmp_path):
 def test_a_real_browser_shows_the_demo_traces_and_an_llm_call(viewer, demo_db, tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does this)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     traces = db_rows(demo_db, "SELECT id, name, event_count FROM traces ORDER BY start_ns DESC")
     query_id = next(trace_id for trace_id, name, _ in traces if name == "query")
     llm_record = json.loads(
@@ -172,7 +178,6 @@ def test_a_real_browser_shows_the_demo_traces_and_an_llm_call(viewer, demo_db, t
 
 
 def test_a_trace_that_ends_while_the_page_is_open_appears_on_refresh(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     db = tmp_path / "live.db"
     cm = CallbackManager([StorePlugin()], config={"store": {"path": str(db)}})
     with cm.as_trace("first"), cm.event(EventType.QUERY):
@@ -204,3 +209,23 @@ def test_a_trace_that_ends_while_the_page_is_open_appears_on_refresh(tmp_path):
         cm.shutdown()
         server.shutdown()
         server.server_close()
+
+
+def test_callbacks_view_serves_on_loopback_and_says_so(demo_db):
+    script = Path(sys.executable).with_name("callbacks")
+    proc = subprocess.Popen(
+        [str(script), "view", "--db", str(demo_db), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "(loopback only" in line, line + proc.stderr.read()
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:")
+        status, page = get(url)
+        assert status == 200 and 'class="traces"' in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
