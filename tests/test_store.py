@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -253,3 +257,65 @@ def test_events_commit_without_a_flush_while_the_app_runs(tmp_path):
             time.sleep(0.01)
         assert rows(db, "SELECT COUNT(*) FROM events") == [(1,)]
     cm.shutdown()
+
+
+_HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_after_fork_the_child_writes_only_its_own_rows_on_its_own_connection(tmp_path):
+    db = tmp_path / "traces.db"
+    cm = store_manager(db, busy_timeout_s=0.05)
+    with cm.as_trace("parent-0"), cm.event(EventType.QUERY):
+        pass
+    cm.flush()
+    # Another process holds the lock (a connection of this process would carry its lock state
+    # into the child), so the parent's next rows stay buffered in its plugin.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline() == "locked\n"
+    with cm.as_trace("parent-1"), cm.event(EventType.QUERY):
+        pass
+    cm.flush()
+    assert cm.stats()["store"]["plugin"]["pending_rows"] == 2
+    report = tmp_path / "child.json"
+    released_r, released_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            before = cm.stats()["store"]["plugin"]["pending_rows"]
+            os.read(released_r, 1)  # the parent no longer holds the lock
+            with cm.as_trace("child"), cm.event(EventType.QUERY), cm.event(EventType.LLM):
+                pass
+            cm.shutdown(10)
+            stats = cm.stats()["store"]["plugin"]
+            report.write_text(json.dumps({"before": before, **stats}))
+            code = 0
+        finally:
+            os._exit(code)
+    holder.communicate("release\n", timeout=10)
+    os.write(released_w, b"x")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    child = json.loads(report.read_text())
+    assert child["before"] == 0
+    assert (child["events_written"], child["traces_written"], child["write_errors"]) == (2, 1, 0)
+    cm.shutdown()
+    assert sorted(rows(db, "SELECT name, event_count FROM traces")) == [
+        ("child", 2),
+        ("parent-0", 1),
+        ("parent-1", 1),
+    ]
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from callbacks import Event, EventType, Trace, hookimpl
@@ -84,6 +86,7 @@ class StorePlugin:
         self._last_error: str | None = None
         self._manager: CallbackManager | None = None
         self._timer: threading.Timer | None = None
+        _plugins.add(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -281,6 +284,33 @@ class StorePlugin:
                 error,
                 len(self._events) + len(self._traces),
             )
+
+
+    def _reinit_after_fork(self) -> None:
+        # The parent commits the rows it buffered; the child starts empty, with its own lock and
+        # its own connection. The parent's connection is kept, never used or closed here: SQLite
+        # connections must not cross a fork, and closing it could disturb the parent's WAL files.
+        if self._conn is not None:
+            _inherited_connections.append(self._conn)
+        self._conn = None
+        self._traces, self._events, self._touched = {}, [], set()
+        self._timer = None
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self._counts, 0)
+        self._last_error = None
+
+
+_plugins: weakref.WeakSet[StorePlugin] = weakref.WeakSet()
+_inherited_connections: list[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    for plugin in list(_plugins):
+        plugin._reinit_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _trace_row(trace: Trace, status: str) -> tuple[Any, ...]:
