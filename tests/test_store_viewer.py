@@ -229,3 +229,27 @@ def test_callbacks_view_serves_on_loopback_and_says_so(demo_db):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_odd_ids_and_texts_are_escaped_and_still_reachable(tmp_path):
+    db = tmp_path / "odd.db"
+    cm = CallbackManager([StorePlugin()], config={"store": {"path": str(db)}})
+    odd = 'a/b?c=<script>&"'
+    with cm.as_trace("<b>name</b>", trace_id=odd):
+        with cm.event(EventType.LLM, {EventPayload.PROMPT: "<script>alert(1)</script>"}):
+            pass
+    cm.shutdown()
+    server = make_server(db, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        _, listing = get(base + "/")
+        assert "<script>" not in listing and "&lt;b&gt;name&lt;/b&gt;" in listing
+        href = listing.split('href="/trace/')[1].split('"')[0]
+        status, page = get(base + "/trace/" + href.replace("&amp;", "&"))
+        assert status == 200 and "<script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -285,7 +285,6 @@ class StorePlugin:
                 len(self._events) + len(self._traces),
             )
 
-
     def _reinit_after_fork(self) -> None:
         # The parent commits the rows it buffered; the child starts empty, with its own lock and
         # its own connection. The parent's connection is kept, never used or closed here: SQLite

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from .formatting import format_duration, format_time
 from .reader import TracePage
@@ -120,7 +120,7 @@ def _pager_link(label: str, filters: Mapping[str, str], offset: int) -> str:
 
 def _list_row(t: Mapping[str, Any]) -> str:
     return (
-        f'<tr><td><a href="/trace/{escape(t["id"])}">{escape(t["name"])}</a></td>'
+        f'<tr><td><a href="/trace/{_q(t["id"])}">{escape(t["name"])}</a></td>'
         f"<td>{format_time(t['start_ns'])}</td>"
         f'<td class="num">{format_duration(t["duration_ns"])}</td>'
         f'<td class="num">{t["event_count"]}</td><td class="num">{t["llm_tokens"]}</td>'
@@ -192,7 +192,7 @@ def _wf_row(
     width = 100 * e["duration_ns"] / span
     failed = " failed" if e.get("exception") else ""
     label = e["type"] + (f" · {e['model']}" if e.get("model") else "")
-    href = f"/trace/{escape(trace_id)}?event={escape(e['id'])}#detail"
+    href = f"/trace/{_q(trace_id)}?event={_q(e['id'])}#detail"
     return (
         f'<a class="wf-row{" selected" if selected else ""}" href="{href}" '
         f'data-type="{escape(e["type"])}" data-event="{escape(e["id"])}">'
@@ -201,6 +201,11 @@ def _wf_row(
         f'style="left:{left:.3f}%;width:{width:.3f}%"></span></span>'
         f'<span class="wf-dur">{format_duration(e["duration_ns"])}</span></a>'
     )
+
+
+def _q(value: str) -> str:
+    """A path segment or query value, percent-encoded, then escaped for an attribute."""
+    return escape(quote(str(value), safe=""))
 
 
 def _dl(facts: Mapping[str, Any]) -> str:
