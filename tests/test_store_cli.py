@@ -231,9 +231,10 @@ def test_an_unknown_trace_id_is_a_one_line_error(recorded, capsys):
 def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path, capsys):
     bogus = tmp_path / "bogus.db"
     bogus.write_text("hello")
-    assert cli("traces", "--db", str(bogus))[0] == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot read the database" in err
+    for argv in (["traces"], ["traces", "show", "x"], ["view", "--port", "0"]):
+        assert cli(*argv, "--db", str(bogus))[0] == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot read the database" in err, err
 
 
 def test_a_malformed_line_is_reported_by_number_and_the_rest_is_replayed(

@@ -282,8 +282,8 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         raise CommandError(f"{path} is not UTF-8 text ({error.reason})") from None
     bad = [item for _, item in parsed if isinstance(item, WireFormatError)]
     good = [item for _, item in parsed if not isinstance(item, WireFormatError)]
-    for error in bad:
-        sys.stderr.write(f"callbacks replay: {path}: {error} (skipped)\n")
+    for problem in bad:
+        sys.stderr.write(f"callbacks replay: {path}: {problem} (skipped)\n")
     manager = CallbackManager(load_entrypoints=True)
     try:
         result = replay(good, manager, speed=None if args.fast else args.speed)
@@ -303,12 +303,16 @@ def _cmd_view(args: argparse.Namespace, out: TextIO) -> int:
     from .viewer import make_server
 
     path = _db_path(args)
-    connect_read(path).close()  # a missing or unreadable database is an error now, not per page
+    conn = connect_read(path)  # a missing or unreadable database is an error now, not per page
+    try:
+        conn.execute("SELECT 1 FROM traces LIMIT 1").fetchall()
+    finally:
+        conn.close()
     try:
         server = make_server(path, args.host, args.port)
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     url = f"http://{host}:{port}/"
     scope = (
         "loopback only: other machines cannot reach it"
