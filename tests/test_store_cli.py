@@ -297,3 +297,20 @@ def test_replay_into_a_store_keeps_ids_and_marks_them(recorded, tmp_path):
     ).fetchone()
     conn.close()
     assert marked == (len(recorder.ends()),)
+
+
+def test_export_since_selects_by_start_time_and_rejects_nonsense(recorded, tmp_path, capsys):
+    db, recorder = recorded
+    out = tmp_path / "since.jsonl"
+    assert cli("traces", "export", "--db", str(db), "--since", "1h", "--out", str(out))[0] == 0
+    assert sum(r["kind"] == "trace" for r in read_jsonl(out)) == len(recorder.traces)
+    assert (
+        cli("traces", "export", "--db", str(db), "--since", "2999-01-01", "--out", str(out))[0] == 0
+    )
+    assert [r["kind"] for r in read_jsonl(out)] == ["header"]
+    capsys.readouterr()
+    assert cli("traces", "export", "--db", str(db), "--since", "soon", "--out", str(out))[0] == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--since 'soon'" in err
+    assert cli("replay", str(out), "--speed", "0")[0] == 2
+    assert "--speed must be above 0" in capsys.readouterr().err

@@ -261,7 +261,7 @@ def parse_since(text: str) -> int:
             f"--since {text!r} is neither an ISO date/time (2026-11-25, 2026-11-25T14:00) "
             f"nor an age (90m, 2h, 7d)"
         ) from None
-    return int(moment.timestamp() * 1e9)
+    return min(int(moment.timestamp() * 1e9), 2**63 - 1)  # SQLite integers are 64-bit
 
 
 # -- replay ----------------------------------------------------------------------------------
@@ -272,6 +272,8 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
 
     from .replay import replay
 
+    if not args.fast and not args.speed > 0:
+        raise CommandError(f"--speed must be above 0, got {args.speed} (use --fast not to wait)")
     path = Path(args.file)
     try:
         with open(path, encoding="utf-8") as f:
