@@ -149,7 +149,7 @@ def test_a_real_browser_shows_the_demo_traces_and_an_llm_call(viewer, demo_db, t
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
             requested: list[str] = []
             page.on("request", lambda request: requested.append(request.url))
             page.goto(viewer + "/")
@@ -167,8 +167,30 @@ def test_a_real_browser_shows_the_demo_traces_and_an_llm_call(viewer, demo_db, t
             assert "llm" in text and llm_record["model"] in text
             assert " ".join(prompt.split()) in " ".join(text.split())
             assert " ".join(completion.split()) in " ".join(text.split())
+            page.screenshot(path=str(tmp_path / "viewer-llm.png"), full_page=True)
+
+            # The agent's chat call: messages with their roles, tool calls with arguments.
+            chat = json.loads(
+                db_rows(
+                    demo_db,
+                    "SELECT record FROM events WHERE trace_id = ? AND type = 'llm' "
+                    "AND json_extract(record, '$.outputs.response.message.tool_calls') "
+                    "IS NOT NULL LIMIT 1",
+                    query_id,
+                )[0][0]
+            )
+            page.locator(f'.wf-row[data-event="{chat["id"]}"]').click()
+            page.wait_for_url(f"**event={chat['id']}*")
+            roles = detail.locator(".msg .role").all_inner_texts()
+            expected_roles = [m["role"] for m in chat["inputs"]["messages"]] + ["assistant"]
+            assert [r.lower() for r in roles] == expected_roles
+            calls = chat["outputs"]["response"]["message"]["tool_calls"]
+            shown = detail.locator(".toolcall b").all_inner_texts()
+            assert shown == [c["function"]["name"] for c in calls]
+            assert str(chat["usage"]["total"]) in detail.inner_text()
             shot = tmp_path / "viewer.png"
-            page.screenshot(path=str(shot), full_page=True)
+            page.evaluate("window.scrollTo(0, 0)")  # the link jumped to #detail
+            page.screenshot(path=str(shot))
             assert shot.stat().st_size > 10_000
             if os.environ.get("CALLBACKS_UPDATE_SCREENSHOT"):
                 shutil.copy(shot, SCREENSHOT_IN_DOCS)

@@ -47,6 +47,7 @@ font-size:12px}.msg{border-left:3px solid #8a94a6;padding:2px 8px;margin:6px 0}
 .role-assistant{border-color:#7b4fd6}.role-tool{border-color:#c2185b}
 .error{border-left:3px solid #c62828;background:#fdecea;padding:4px 8px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0}dt{color:#5b6472}
+details summary{cursor:pointer;color:#5b6472;font-size:12px}.tool{margin:4px 0}
 dl.facts{display:flex;flex-wrap:wrap;gap:4px 18px;margin:0 0 10px}dl.facts dd{margin:0 0 0 4px}
 dl.facts div{display:flex}h1{font-size:20px;margin:4px 0 6px}
 """
@@ -280,9 +281,37 @@ def _value(key: str, value: Any) -> str:
         )
     if key == "function_call" and isinstance(value, str):
         return label + f"<pre>{escape(_pretty_json_text(value))}</pre>"
+    if key == "tools" and isinstance(value, list):
+        return label + "".join(_tool(t) for t in value)
     if isinstance(value, str):
         return label + f"<pre>{escape(value)}</pre>"
-    return label + f"<pre>{escape(json.dumps(value, indent=2, ensure_ascii=False))}</pre>"
+    return label + _folded(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _folded(text: str, summary: str | None = None) -> str:
+    """Long JSON folded in a native ``<details>`` (no script needed to open it)."""
+    if len(text) <= _FOLD_CHARS and summary is None:
+        return f"<pre>{escape(text)}</pre>"
+    return (
+        f"<details><summary>{escape(summary or f'{len(text):,} characters')}</summary>"
+        f"<pre>{escape(text)}</pre></details>"
+    )
+
+
+def _tool(tool: Any) -> str:
+    function = tool.get("function", tool) if isinstance(tool, Mapping) else {}
+    if not isinstance(function, Mapping):
+        function = {}
+    name = str(function.get("name", "?"))
+    description = str(function.get("description") or "")
+    parameters = json.dumps(function.get("parameters", {}), indent=2, ensure_ascii=False)
+    return (
+        f'<div class="tool"><b>{escape(name)}</b> {escape(description)}'
+        f"{_folded(parameters, 'parameters')}</div>"
+    )
+
+
+_FOLD_CHARS = 600
 
 
 def _message(m: Mapping[str, Any]) -> str:
