@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from callbacks import CallbackManager, ContextThreadPoolExecutor, Trace
+from callbacks_store.demo import demo_defaults as store_demo_defaults
+from callbacks_store.demo import view_hint
 
 from .corpus import QUESTIONS, load_documents
 from .pipeline import Pipeline
@@ -46,6 +48,7 @@ def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
     sink_defaults = {
         "aim": {"repo": str((out_dir / "aim").resolve())},
         "openinference": {"exporter": "none"},
+        **store_demo_defaults(out_dir.resolve()),
     }
     for plugin, defaults in sink_defaults.items():
         chosen = user.get(plugin, {})
@@ -123,6 +126,10 @@ def run_demo(
     finally:
         if owned:
             cm.shutdown()
+    store = cm.get_plugin("store")
+    store_path = getattr(getattr(store, "settings", None), "path", None)
+    if owned and store_path:
+        stream.write(view_hint(store_path))
     report.wall_time_s = round(time.perf_counter() - began, 3)
     write_summary(report, stream)
     return report
