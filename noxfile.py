@@ -50,6 +50,25 @@ def bench(session: nox.Session) -> None:
     )
 
 
+E2E_PEERS = [
+    "llama-index-core",
+    "psutil",
+    "llama-index-callbacks-wandb",
+    "llama-index-callbacks-aim",
+    "setuptools<81",  # llama-index-callbacks-aim imports pkg_resources
+    "openinference-instrumentation-llama-index",
+    "opentelemetry-exporter-otlp-proto-http",
+]
+
+
+@nox.session(name="bench-e2e")
+def bench_e2e(session: nox.Session) -> None:
+    """End-to-end benchmark: a real LlamaIndex app with the sinks on, against untraced and
+    against LlamaIndex's own handlers."""
+    session.install(".", *PLUGIN_DISTS.values(), *E2E_PEERS)
+    session.run("python", "-m", "benchmarks.e2e", "--out", "benchmarks/E2E.md", *session.posargs)
+
+
 def _plugin_session(name: str, path: str) -> None:
     @nox.session(name=name)
     def run(session: nox.Session) -> None:

@@ -10,7 +10,7 @@ from importlib import metadata
 __all__ = ["DISTRIBUTIONS", "describe_machine", "versions"]
 
 DISTRIBUTIONS = (
-    "callbacks",
+    "callbacks-core",
     "pluggy",
     "llama-index-core",
     "langchain-core",
