@@ -56,7 +56,9 @@ class _Receiver:
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", method=method, data=b"" if method == "POST" else None
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
+            data=b"" if method == "POST" else None,
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()

@@ -112,7 +112,9 @@ def _models() -> tuple[Any, Any]:
     return UsageLLM(), HashEmbedding(embed_dim=32)
 
 
-def _configure(config: str, out_dir: Path, endpoint: str) -> tuple[Callable[[], dict[str, Any]], Any]:
+def _configure(
+    config: str, out_dir: Path, endpoint: str
+) -> tuple[Callable[[], dict[str, Any]], Any]:
     """Install one tracing configuration. Returns (finish, callback_manager): ``finish`` flushes
     everything and returns what the sinks report."""
     from llama_index.core import Settings
@@ -248,7 +250,11 @@ def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) ->
     finish()
 
     latencies: list[float] = []
-    cpu_start, children_start, wall_start = time.process_time(), _children_cpu(), time.perf_counter()
+    cpu_start, children_start, wall_start = (
+        time.process_time(),
+        _children_cpu(),
+        time.perf_counter(),
+    )
     for i in range(queries):
         started = time.perf_counter()
         engine.query(questions[(warmup + i) % len(questions)])
