@@ -27,7 +27,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DeliveryMode = Literal["inline", "background"]
+DeliveryMode = Literal["inline", "background", "process"]
 OverflowPolicy = Literal["drop_newest", "drop_oldest"]
 
 Calls = tuple[tuple[str, Callable[..., Any]], ...]

@@ -57,6 +57,11 @@ class HostSettings(BaseModel):
     max_payload_chars: int | None = Field(
         None, ge=1, description="Truncate longer payload strings before plugins see them."
     )
+    delivery: dict[str, Literal["inline", "background", "process"]] = Field(
+        default_factory=dict,
+        description="Per plugin name, override the delivery it asks for; 'process' runs it in "
+        "the sidecar process.",
+    )
 
 
 class _TomlSchema(BaseSettings):

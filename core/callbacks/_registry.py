@@ -23,6 +23,7 @@ from ._discovery import InstalledPlugin, discover, instantiate, select
 from ._dispatch import EMPTY_ROUTE, Dispatcher, Route
 from ._errors import ConfigError
 from ._lifecycle import call_lifecycle_hook, plugin_hook
+from ._process_channel import in_sidecar, open_process_channel
 from .events import EventPhase, EventType
 
 if TYPE_CHECKING:
@@ -59,11 +60,14 @@ class Registry:
         """Validate, configure and start delivering to ``plugin``; return its name."""
         plugin = instantiate(plugin)
         mode = getattr(plugin, "callbacks_delivery", "background")
-        if mode not in ("inline", "background"):
+        mode = self.settings.delivery.get(name or _default_name(plugin), mode)
+        if mode not in ("inline", "background", "process"):
             raise ConfigError(
                 f"plugin {name or plugin!r} has callbacks_delivery={mode!r}; "
-                f"expected 'inline' or 'background'"
+                f"expected 'inline', 'background' or 'process'"
             )
+        if mode == "process" and in_sidecar():
+            mode = "inline"  # this is the sidecar: its receiving thread calls the hooks
         with self.lock:
             name = self._unique_name(name or _default_name(plugin))
             self.pm.register(plugin, name)
@@ -74,19 +78,28 @@ class Registry:
             except Exception:
                 self.pm.unregister(plugin, name)
                 raise
-            channel = PluginChannel(
-                name,
-                plugin,
-                mode,  # type: ignore[arg-type]
-                queue_size=self.settings.queue_size,
-                overflow=self.settings.overflow,
-                strict=self.settings.strict,
-            )
+            channel: PluginChannel | None = None
+            if mode == "process":  # configured in the sidecar; None: it runs here instead
+                channel = open_process_channel(self, name, plugin)
+                mode = "background"
+            if channel is None:
+                channel = PluginChannel(
+                    name,
+                    plugin,
+                    mode,  # type: ignore[arg-type]
+                    queue_size=self.settings.queue_size,
+                    overflow=self.settings.overflow,
+                    strict=self.settings.strict,
+                )
+                call_lifecycle_hook(
+                    self.pm,
+                    channel,
+                    "callbacks_configure",
+                    settings=settings,
+                    manager=self._manager,
+                )
             channel.settings = settings
             self.channels[name] = channel
-            call_lifecycle_hook(
-                self.pm, channel, "callbacks_configure", settings=settings, manager=self._manager
-            )
             self.compile()
         return name
 
@@ -156,7 +169,7 @@ class Registry:
         return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ())
 
     def delivery_mode(self, name: str) -> DeliveryMode:
-        """``"inline"`` or ``"background"``."""
+        """``"inline"``, ``"background"`` or ``"process"`` (in the sidecar process)."""
         return self.channels[name].mode
 
     def _unique_name(self, name: str) -> str:
@@ -215,8 +228,8 @@ class Registry:
                     continue
                 if channel.mode == "inline":
                     inline.append((channel, found))
-                else:
-                    background.append(queue(channel, found))
+                elif (enqueue := queue(channel, found)) not in background:
+                    background.append(enqueue)  # the sidecar's plugins share one queue
             inline.sort(key=lambda entry: rank(entry[0], hook_names))  # stable: registration order
             return tuple((c.call, found) for c, found in inline), tuple(background)
 
@@ -245,6 +258,8 @@ def _event_queue(channel: PluginChannel, calls: Calls) -> Callable[[Any], None]:
 
 
 def _trace_queue(channel: PluginChannel, calls: Calls) -> Callable[[Any], None]:
+    if channel.mode == "process":
+        return channel.trace_queue(calls[0][0])  # type: ignore[attr-defined, no-any-return]
     enqueue = channel.enqueue
     return lambda trace: enqueue((calls, trace))
 

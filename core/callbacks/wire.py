@@ -23,6 +23,7 @@ __all__ = [
     "VERSION",
     "WireFormatError",
     "event_record",
+    "event_start_record",
     "exception_record",
     "header_record",
     "parse_lines",
@@ -156,12 +157,30 @@ def trace_record(trace: Any, *, status: str | None = None) -> dict[str, Any]:
     }
 
 
-def event_record(end: Any) -> dict[str, Any]:
+def event_start_record(start: Any) -> dict[str, Any]:
+    """The record of an event that started (kind ``event_start``): what a live consumer, such as
+    the sidecar process, needs before the event ends. ``inputs`` is the start payload, plain."""
+    return {
+        "kind": "event_start",
+        "id": start.id,
+        "trace_id": start.trace_id,
+        "parent_id": start.parent_id,
+        "type": str(start.type),
+        "start_ns": start.wall_time_ns,
+        "inputs": plain_payload(start.payload),
+        "thread_id": start.thread_id,
+        "task_name": start.task_name,
+    }
+
+
+def event_record(end: Any, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of one ended event, built from its end :class:`callbacks.Event` (whose
     ``start`` carries the inputs). ``inputs`` is the start payload, ``outputs`` the end payload,
-    both plain; ``usage`` and ``model`` are read out for LLM and embedding events."""
+    both plain; ``usage`` and ``model`` are read out for LLM and embedding events. Pass
+    ``inputs`` when the start payload was already converted (for its ``event_start`` record)."""
     start = end.start
-    inputs = plain_payload(start.payload) if start is not None else {}
+    if inputs is None:
+        inputs = plain_payload(start.payload) if start is not None else {}
     outputs = plain_payload(end.payload)
     full = end.full_payload
     usage = None
