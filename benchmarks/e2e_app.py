@@ -29,11 +29,13 @@ CONFIGS = (
     "callbacks:wandb",
     "callbacks:aim",
     "callbacks:wandb+aim+openinference",
+    "callbacks-inprocess:wandb+aim+openinference",
     "llama-index:debug+tokens",
     "llama-index:wandb+aim+openinference",
 )
 """Every configuration, in report order. ``callbacks:`` rows use this project's sinks through its
-LlamaIndex bridge; ``llama-index:`` rows use LlamaIndex's own handlers and OpenInference's
+LlamaIndex bridge, each with the delivery it asks for by default (``callbacks-inprocess:`` forces
+background threads in the app's process); ``llama-index:`` rows use LlamaIndex's own handlers and OpenInference's
 instrumentor (the peers)."""
 
 _TOPICS = (
@@ -135,13 +137,15 @@ def _configure(
         return (lambda: {}), Settings.callback_manager
     kind, _, sinks = config.partition(":")
     names = sinks.split("+")
-    if kind == "callbacks":
-        return _configure_callbacks(names, out_dir, endpoint)
+    if kind.startswith("callbacks"):
+        delivery = {"callbacks-inprocess": "background", "callbacks-process": "process"}
+        forced = delivery.get(kind)
+        return _configure_callbacks(names, out_dir, endpoint, forced)
     return _configure_llama_index(names, out_dir, endpoint)
 
 
 def _configure_callbacks(
-    names: list[str], out_dir: Path, endpoint: str
+    names: list[str], out_dir: Path, endpoint: str, delivery: str | None = None
 ) -> tuple[Callable[[], dict[str, Any]], Any]:
     from llama_index.core import Settings
 
@@ -155,6 +159,8 @@ def _configure_callbacks(
         "openinference": {"endpoint": endpoint, "schedule_delay_millis": 200},
     }
     config = {k: v for k, v in config.items() if k == "plugins" or k in names}
+    if delivery is not None:
+        config["delivery"] = dict.fromkeys(names, delivery)
     manager = CallbackManager(load_entrypoints=True, config=config)
     callbacks_llama_index.install(manager)
 
@@ -282,7 +288,7 @@ def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) ->
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one configuration and print its figures as one JSON line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.e2e_app", description=__doc__)
-    parser.add_argument("--config", choices=CONFIGS, required=True)
+    parser.add_argument("--config", required=True, help="one of CONFIGS (or callbacks-process:...)")
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--out-dir", type=Path, required=True)
