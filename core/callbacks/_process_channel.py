@@ -126,7 +126,9 @@ class SidecarLink:
         self._acked = 0
         self._inputs: dict[str, Any] = {}
         self._gave_up = False
-        self._sender = threading.Thread(target=self._send_loop, name="callbacks-sidecar", daemon=True)
+        self._sender = threading.Thread(
+            target=self._send_loop, name="callbacks-sidecar", daemon=True
+        )
         self._sender.start()
 
     # -- starting and stopping the sidecar ------------------------------------------------------
@@ -200,7 +202,9 @@ class SidecarLink:
                 self._base_counts[name] = (base[0] + delivered, base[1] + errors)
             self._counts = {}
             conn, self._conn = self._conn, None
-            proc, self._proc = self._proc, None
+            proc = None
+            if not self._closing:  # else close() reaps it
+                proc, self._proc = self._proc, None
             waiting, self._waiting = self._waiting, {}
         if not self._closing:
             logger.warning(
@@ -372,21 +376,28 @@ class SidecarLink:
                 return
 
     def _deliver(self, batch: list[Any], events: int, requests: list[_Request]) -> None:
-        conn = self._conn
-        if conn is None and not self.closed and self._restart():
+        for _attempt in range(2):
             conn = self._conn
-        if conn is None:
-            self.dropped += events
-            for request in requests:
-                self._waiting.pop(request.token, None)
-                request.done.set()
+            if conn is None and not self.closed and self._restart():
+                conn = self._conn
+            if conn is None:
+                break
+            with self._lock:  # counted under the lock that _died reads it under: exact
+                alive = conn is self._conn
+                if alive:
+                    self._sent += events
+                    incarnation = self._incarnation
+            if not alive:
+                continue  # it died just now: send to the next one
+            if not self._send(conn, batch):
+                self._died(incarnation)  # counts this batch as lost with the rest
+                for request in requests:
+                    request.done.set()
             return
-        incarnation = self._incarnation
-        self._sent += events
-        if not self._send(conn, batch):
-            self._died(incarnation)
-            for request in requests:
-                request.done.set()
+        self.dropped += events
+        for request in requests:
+            self._waiting.pop(request.token, None)
+            request.done.set()
 
     def _send(self, conn: Connection, batch: list[Any]) -> bool:
         try:
