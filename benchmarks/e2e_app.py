@@ -35,8 +35,8 @@ CONFIGS = (
 )
 """Every configuration, in report order. ``callbacks:`` rows use this project's sinks through its
 LlamaIndex bridge, each with the delivery it asks for by default (``callbacks-inprocess:`` forces
-background threads in the app's process); ``llama-index:`` rows use LlamaIndex's own handlers and OpenInference's
-instrumentor (the peers)."""
+background threads in the app's process); ``llama-index:`` rows use LlamaIndex's own handlers and
+OpenInference's instrumentor (the peers)."""
 
 _TOPICS = (
     "lighthouses",

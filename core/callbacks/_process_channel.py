@@ -131,7 +131,7 @@ class SidecarLink:
         )
         self._sender.start()
 
-    # -- starting and stopping the sidecar ------------------------------------------------------
+    # -- starting and stopping the sidecar ----------------------------------------------------
 
     def start(self) -> None:
         """Start the sidecar process and wait until it is ready; raise
@@ -275,7 +275,7 @@ class SidecarLink:
         """Queue the end of a trace."""
         self.enqueue((False, trace))
 
-    # -- requests --------------------------------------------------------------------------------
+    # -- requests -----------------------------------------------------------------------------
 
     def _request(self, kind: str, timeout: float, *args: Any) -> Any:
         """Queue a request behind everything queued so far and wait for the sidecar's answer;
@@ -340,7 +340,7 @@ class SidecarLink:
         """True while a sidecar process is connected."""
         return self._conn is not None
 
-    # -- sender and reader threads ---------------------------------------------------------------
+    # -- sender and reader threads ------------------------------------------------------------
 
     def _send_loop(self) -> None:
         queue = self._queue
@@ -440,7 +440,7 @@ class SidecarLink:
                     request.done.set()
         self._died(incarnation)
 
-    # -- fork ---------------------------------------------------------------------------------------
+    # -- fork ---------------------------------------------------------------------------------
 
     def _reinit_after_fork(self) -> None:
         # The parent's sidecar and socket stay the parent's; the child starts its own sidecar
