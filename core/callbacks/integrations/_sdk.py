@@ -558,3 +558,39 @@ class Instrumentor:
                 owner, attribute, original = self._originals.pop()
                 setattr(owner, attribute, original)
             self._manager = None
+
+
+SDKS = ("openai", "anthropic")
+"""SDKs the ``instrument`` setting accepts."""
+
+
+def instrument_configured(manager: CallbackManager) -> None:
+    """Apply the ``instrument`` setting of a newly built process-wide ``manager``: instrument each
+    SDK named there, following the process-wide manager. A name that is not a known SDK, or an
+    SDK that is not installed, is a :class:`ConfigError` naming it (``manager`` is then shut
+    down)."""
+    import importlib
+    import importlib.util
+
+    from ..errors import ConfigError
+
+    names = list(manager.settings.instrument)
+    origin = manager.config.host_origins.get("instrument")
+    where = origin.describe() if origin is not None else "the instrument setting"
+    try:
+        for name in names:
+            if name not in SDKS:
+                raise ConfigError(
+                    f"{where} names {name!r}, which is not an SDK callbacks can instrument; "
+                    f"expected some of: {', '.join(SDKS)}"
+                )
+            if importlib.util.find_spec(name) is None:
+                raise ConfigError(
+                    f"{where} asks to instrument {name!r}, but the {name} SDK is not installed; "
+                    f"install it (pip install 'callbacks-core[{name}]') or remove it from the list"
+                )
+            module = importlib.import_module(f"{__package__}.{name}")
+            module._instrumentor.instrument(None, guard_on=manager)
+    except BaseException:
+        manager.shutdown()
+        raise
