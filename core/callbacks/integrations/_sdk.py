@@ -285,7 +285,10 @@ def wrap_method(
     resolve: Callable[[], CallbackManager | None],
 ) -> Callable[..., Any]:
     """A replacement for a resource method (sync or ``async def``) that reports each call."""
-    if inspect.iscoroutinefunction(original):
+    # The SDKs decorate their async methods (``required_args``), so look through wrappers.
+    if inspect.iscoroutinefunction(original) or inspect.iscoroutinefunction(
+        inspect.unwrap(original)
+    ):
 
         @functools.wraps(original)
         async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
