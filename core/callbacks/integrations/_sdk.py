@@ -144,11 +144,11 @@ def guard_for(manager: CallbackManager) -> _FrameworkGuard | None:
 
 
 def _suppressed(manager: CallbackManager, event_type: EventType) -> bool:
-    current = manager.current_event_id()
-    if current is None:
-        return False
+    # The guard is registered on every manager a request reports to (a new process-wide manager
+    # after reset_manager() gets one at its first request).
     guard = guard_for(manager)
-    return guard is not None and guard.open.get(current) is event_type
+    current = manager.current_event_id()
+    return current is not None and guard is not None and guard.open.get(current) is event_type
 
 
 # -- one request, one event ----------------------------------------------------------------------
