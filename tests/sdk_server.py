@@ -53,7 +53,9 @@ class LoopbackAPI:
                 body = json.loads(raw) if raw else None
                 with api._lock:
                     api.requests.append(
-                        Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                        Request(
+                            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                        )
                     )
                     reply = api.replies.popleft() if api.replies else None
                 if reply is None:

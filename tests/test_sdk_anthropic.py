@@ -69,7 +69,12 @@ def test_message_with_tool_use_is_one_llm_event(api, cm, client, recorder):
         {
             "role": "assistant",
             "content": [
-                {"type": "tool_use", "id": "toolu_00", "name": "get_weather", "input": {"city": "Lyon"}}
+                {
+                    "type": "tool_use",
+                    "id": "toolu_00",
+                    "name": "get_weather",
+                    "input": {"city": "Lyon"},
+                }
             ],
         },
         {
@@ -135,7 +140,10 @@ def test_create_stream_true_assembles_text_tool_use_and_usage(api, cm, client, r
     api.queue(
         Reply(
             events=claude_stream(
-                ["Okay", ", checking"], start_usage, delta_usage, ("toolu_9", "get_weather", fragments)
+                ["Okay", ", checking"],
+                start_usage,
+                delta_usage,
+                ("toolu_9", "get_weather", fragments),
             ),
             headers={"request-id": "req_s"},
         )
@@ -168,7 +176,9 @@ def test_create_stream_true_assembles_text_tool_use_and_usage(api, cm, client, r
 
 def test_messages_stream_helper_text_stream_and_final_message(api, cm, client, recorder):
     api.queue(
-        Reply(events=claude_stream(["Hello", " world"], anthropic_usage(12, 1), {"output_tokens": 6}))
+        Reply(
+            events=claude_stream(["Hello", " world"], anthropic_usage(12, 1), {"output_tokens": 6})
+        )
     )
 
     manager = client.messages.stream(model="claude-test", max_tokens=64, messages=ASK)
@@ -189,7 +199,9 @@ def test_messages_stream_helper_text_stream_and_final_message(api, cm, client, r
 
 
 def test_messages_stream_left_early_ends_closed(api, cm, client, recorder):
-    api.queue(Reply(events=claude_stream(["a", "b", "c"], anthropic_usage(3, 1), {"output_tokens": 3})))
+    api.queue(
+        Reply(events=claude_stream(["a", "b", "c"], anthropic_usage(3, 1), {"output_tokens": 3}))
+    )
 
     with client.messages.stream(model="claude-test", max_tokens=64, messages=ASK) as stream:
         first = next(iter(stream.text_stream))
@@ -204,9 +216,7 @@ def test_messages_stream_left_early_ends_closed(api, cm, client, recorder):
 
 def test_abandoned_stream_ends_when_collected(api, cm, client, recorder):
     api.queue(Reply(events=claude_stream(["a", "b"], anthropic_usage(3, 1), {"output_tokens": 2})))
-    stream = client.messages.create(
-        model="claude-test", max_tokens=64, messages=ASK, stream=True
-    )
+    stream = client.messages.create(model="claude-test", max_tokens=64, messages=ASK, stream=True)
     for event in stream:
         if event.type == "content_block_delta":
             break
@@ -224,9 +234,7 @@ def test_async_client_create_and_stream_nest_under_the_current_event(api, cm, re
     api.queue(Reply(events=claude_stream(["Hi", "!"], usage, {"output_tokens": 5})))
 
     async def main():
-        async with anthropic.AsyncAnthropic(
-            api_key="k", base_url=api.url, max_retries=0
-        ) as client:
+        async with anthropic.AsyncAnthropic(api_key="k", base_url=api.url, max_retries=0) as client:
             with cm.as_trace("chat"), cm.event(EventType.AGENT_STEP) as step:
                 message = await client.messages.create(
                     model="claude-test", max_tokens=16, messages=ASK
@@ -301,7 +309,9 @@ def test_raising_plugin_never_affects_the_stream(api, make_manager, recorder, cl
     manager = make_manager(_RaisingPlugin(), recorder)
     callbacks_anthropic.instrument(manager)
     try:
-        api.queue(Reply(events=claude_stream(["o", "k"], anthropic_usage(1, 1), {"output_tokens": 2})))
+        api.queue(
+            Reply(events=claude_stream(["o", "k"], anthropic_usage(1, 1), {"output_tokens": 2}))
+        )
         with client.messages.stream(model="m", max_tokens=8, messages=ASK) as stream:
             text = "".join(stream.text_stream)
     finally:

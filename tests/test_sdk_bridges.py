@@ -126,7 +126,7 @@ def test_streamed_sdk_call_inside_a_llama_index_stream_is_reported_once(api, set
 
 def test_without_the_guard_the_call_would_be_reported_twice(api, setup, recorder, monkeypatch):
     """The suppression is what keeps the count right (the guard broken on purpose)."""
-    manager, llm, debug = setup
+    manager, llm, _ = setup
     monkeypatch.setattr(_sdk, "_suppressed", lambda manager, event_type: False)
     api.queue(Reply(chat_completion("Paris")))
 

@@ -8,7 +8,7 @@ import sys
 import anthropic
 import openai
 import pytest
-from sdk_server import LoopbackAPI, Reply, chat_completion, claude_message, anthropic_usage
+from sdk_server import LoopbackAPI, Reply, anthropic_usage, chat_completion, claude_message
 
 import callbacks
 import callbacks.integrations.anthropic as callbacks_anthropic

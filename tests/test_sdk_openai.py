@@ -120,9 +120,7 @@ def test_chat_completion_is_one_llm_event_with_what_the_server_sent(api, cm, cli
     assert api.requests[0].body["messages"] == MESSAGES
 
 
-def test_chat_completion_with_tools_reports_tools_offered_and_tool_calls(
-    api, cm, client, recorder
-):
+def test_chat_completion_with_tools_reports_tools_offered_and_tool_calls(api, cm, client, recorder):
     call = tool_call("call_abc123", "get_weather", {"city": "Paris"})
     api.queue(Reply(chat_completion(None, [call])))
     history = [
@@ -296,7 +294,10 @@ def test_async_stream_closed_early(api, cm, recorder):
 
 def test_responses_api_plain_with_instructions_and_function_calls(api, cm, client, recorder):
     usage = responses_usage(36, 87, cached=12, reasoning=30)
-    output = [message_item("Checking."), function_call_item("call_9", "get_weather", {"city": "Oslo"})]
+    output = [
+        message_item("Checking."),
+        function_call_item("call_9", "get_weather", {"city": "Oslo"}),
+    ]
     api.queue(Reply(response_object(output, usage), headers={"x-request-id": "req_r"}))
     inputs = [
         {"role": "user", "content": "Weather in Oslo?"},
@@ -327,7 +328,9 @@ def test_responses_api_plain_with_instructions_and_function_calls(api, cm, clien
     assert reply.content == "Checking."
     assert reply.tool_calls[0]["id"] == "call_9"
     assert json.loads(reply.tool_calls[0]["function"]["arguments"]) == {"city": "Oslo"}
-    assert payloads.usage_of(end.payload) == payloads.TokenUsage(36, 87, 123, "openai", 12, None, 30)
+    assert payloads.usage_of(end.payload) == payloads.TokenUsage(
+        36, 87, 123, "openai", 12, None, 30
+    )
 
 
 def test_responses_api_stream(api, cm, client, recorder):
@@ -415,9 +418,7 @@ def test_raising_plugin_never_affects_the_call(api, make_manager, recorder, clie
         api.queue(Reply(chat_completion("Paris")))
         api.queue(Reply(events=chat_stream(["Par", "is"], None)))
         result = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-        stream = client.chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, stream=True
-        )
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
         text = "".join(c.choices[0].delta.content or "" for c in stream)
     finally:
         callbacks_openai.uninstrument()
@@ -427,9 +428,7 @@ def test_raising_plugin_never_affects_the_call(api, make_manager, recorder, clie
     assert errors == 4
 
 
-def test_a_bug_in_payload_extraction_never_breaks_the_call(
-    api, cm, client, recorder, monkeypatch
-):
+def test_a_bug_in_payload_extraction_never_breaks_the_call(api, cm, client, recorder, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("extraction bug")
 

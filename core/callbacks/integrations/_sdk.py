@@ -48,8 +48,9 @@ def _failed(what: str) -> None:
         _failures += 1
         n = _failures
     if n <= 10 or n % 1000 == 0:
-        logger.warning("callbacks: %s failed (failure %d); the SDK call is unaffected", what, n,
-                       exc_info=True)
+        logger.warning(
+            "callbacks: %s failed (failure %d); the SDK call is unaffected", what, n, exc_info=True
+        )
 
 
 def _strict(manager: CallbackManager | None) -> bool:
@@ -180,7 +181,9 @@ class Call:
         event_id = context.run(manager.on_event_start, event_type, payload)
         return cls(manager, event_type, event_id)
 
-    def end(self, payload: Mapping[str, Any] | None, exception: BaseException | None = None) -> None:
+    def end(
+        self, payload: Mapping[str, Any] | None, exception: BaseException | None = None
+    ) -> None:
         """End the event (the first call wins)."""
         with self._lock:
             if self._ended:
@@ -510,7 +513,7 @@ class Instrumentor:
     ``"method"`` or ``"stream_manager"``; it imports the SDK, on :meth:`instrument` only.
     """
 
-    def __init__(self, sdk: str, targets: Callable[[], list[tuple[Any, str, str, CallSpec, str]]]):
+    def __init__(self, sdk: str, targets: Callable[[], list[tuple[Any, str, CallSpec, str]]]):
         self.sdk = sdk
         self._targets = targets
         self._lock = threading.Lock()

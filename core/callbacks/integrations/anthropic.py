@@ -1,7 +1,7 @@
 """Report every Anthropic SDK request to ``callbacks``, without touching the application's code::
 
     import callbacks.integrations.anthropic as callbacks_anthropic
-    callbacks_anthropic.instrument()       # idempotent; callbacks_anthropic.uninstrument() undoes it
+    callbacks_anthropic.instrument()   # idempotent; callbacks_anthropic.uninstrument() undoes it
 
 (or set ``instrument = ["anthropic"]`` / ``CALLBACKS_INSTRUMENT=anthropic``). ``messages.create``
 (plain or ``stream=True``) and ``messages.stream(...)``, on the sync and async clients, become LLM
@@ -47,7 +47,7 @@ def _start(kwargs: dict[str, Any]) -> dict[str, Any]:
     system = kwargs.get("system")
     if given(system):
         messages.append({"role": "system", "content": system})
-    sent = kwargs.get("messages")
+    sent: Any = kwargs.get("messages")
     if given(sent):
         if not isinstance(sent, (list, tuple)):
             sent = kwargs["messages"] = list(sent)
@@ -59,7 +59,7 @@ def _start(kwargs: dict[str, Any]) -> dict[str, Any]:
             kwargs, frozenset({"messages", "system", "tools"})
         ),
     }
-    tools = kwargs.get("tools")
+    tools: Any = kwargs.get("tools")
     if given(tools):
         if not isinstance(tools, (list, tuple)):
             tools = kwargs["tools"] = list(tools)
@@ -111,7 +111,10 @@ def _end(result: Any) -> dict[str, Any]:
         "raw": result,
         "finish_reason": get(result, "stop_reason"),
     }
-    payload: dict[str, Any] = {_P.RESPONSE.value: response, _P.MODEL_NAME.value: get(result, "model")}
+    payload: dict[str, Any] = {
+        _P.RESPONSE.value: response,
+        _P.MODEL_NAME.value: get(result, "model"),
+    }
     usage = get(result, "usage")
     if usage is not None:
         payload[_P.USAGE.value] = plain(usage)

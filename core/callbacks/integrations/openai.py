@@ -111,9 +111,7 @@ def _chat_end(result: Any) -> dict[str, Any]:
         "raw": result,
         "finish_reason": get(choice, "finish_reason"),
     }
-    return _reply(
-        response, result, get(result, "model"), get(result, "usage"), _request_id(result)
-    )
+    return _reply(response, result, get(result, "model"), get(result, "usage"), _request_id(result))
 
 
 class _ChatStream(StreamAccumulator):
@@ -324,6 +322,7 @@ def _targets() -> list[tuple[Any, str, _sdk.CallSpec, str]]:
     from openai.resources.chat import completions
 
     targets: list[tuple[Any, str, _sdk.CallSpec, str]] = []
+    owner: Any
     for owner in (completions.Completions, completions.AsyncCompletions):
         targets += [(owner, "create", _CHAT, "method")]
         if "parse" in owner.__dict__:
