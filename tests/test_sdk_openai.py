@@ -457,3 +457,32 @@ def test_importing_callbacks_does_not_import_the_sdks():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sampled_out_trace_reports_nothing_and_counts_no_unmatched_end(
+    api, make_manager, recorder, client
+):
+    manager = make_manager(recorder, config={"sample_rate": 0.0})
+    callbacks_openai.instrument(manager)
+    try:
+        api.queue(Reply(chat_completion("Paris")))
+        with manager.as_trace("question"):
+            result = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    finally:
+        callbacks_openai.uninstrument()
+    assert result.choices[0].message.content == "Paris"
+    assert recorder.events == []
+    assert manager.host_stats()["unmatched_ends"] == 0
+
+
+def test_stream_never_iterated_ends_when_collected(api, cm, client, recorder):
+    api.queue(Reply(events=chat_stream(["Pa", "ris"], None)))
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    assert not recorder.ends(EventType.LLM)
+    del stream
+    gc.collect()
+
+    end = _only_end(recorder)
+    assert end.payload[P.STREAM_END] == "abandoned"
+    assert end.payload[P.RESPONSE]["message"]["content"] == ""
+    assert P.TIME_TO_FIRST_TOKEN.value not in end.payload

@@ -177,6 +177,9 @@ class Call:
         """Start the event; ``None`` when a framework already reports this request."""
         if _suppressed(manager, event_type):
             return None
+        trace = manager.current_trace()
+        if trace is not None and not trace.sampled:
+            return None  # nothing would be recorded; its end would count as unmatched
         context = contextvars.copy_context()
         event_id = context.run(manager.on_event_start, event_type, payload)
         return cls(manager, event_type, event_id)
