@@ -3,10 +3,11 @@
     import callbacks.integrations.anthropic as callbacks_anthropic
     callbacks_anthropic.instrument()   # idempotent; callbacks_anthropic.uninstrument() undoes it
 
-(or set ``instrument = ["anthropic"]`` / ``CALLBACKS_INSTRUMENT=anthropic``). ``messages.create``
-(plain or ``stream=True``) and ``messages.stream(...)``, on the sync and async clients, become LLM
-events in the current trace or an implicit one of their own. ``messages.stream(...)`` starts its
-event when its ``with`` block is entered, which is when the SDK sends the request.
+(or set ``instrument = ["anthropic"]`` / ``CALLBACKS_INSTRUMENT=anthropic``).
+``messages.create`` (plain or ``stream=True``), ``messages.parse`` and ``messages.stream(...)``,
+on the sync and async clients, become LLM events in the current trace or an implicit one of
+their own. ``messages.stream(...)`` starts its event when its ``with`` block is entered, which is
+when the SDK sends the request.
 
 Payloads (plain keys, read them with :mod:`callbacks.payloads`):
 
@@ -216,6 +217,8 @@ def _targets() -> list[tuple[Any, str, _sdk.CallSpec, str]]:
     targets: list[tuple[Any, str, _sdk.CallSpec, str]] = []
     for owner in (messages.Messages, messages.AsyncMessages):
         targets.append((owner, "create", _CREATE, "method"))
+        if "parse" in owner.__dict__:
+            targets.append((owner, "parse", _CREATE, "method"))
         if "stream" in owner.__dict__:
             targets.append((owner, "stream", _STREAM, "stream_manager"))
     return targets
