@@ -486,3 +486,23 @@ def test_stream_never_iterated_ends_when_collected(api, cm, client, recorder):
     assert end.payload[P.STREAM_END] == "abandoned"
     assert end.payload[P.RESPONSE]["message"]["content"] == ""
     assert P.TIME_TO_FIRST_TOKEN.value not in end.payload
+
+
+def test_abandoned_async_stream_ends_when_collected(api, cm, recorder):
+    api.queue(Reply(events=chat_stream(["Pa", "ris"], None)))
+
+    async def main():
+        async with _async_client(api) as client:
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+            await stream.__anext__()
+            await stream.__anext__()
+            del stream
+            gc.collect()
+            return list(recorder.ends(EventType.LLM))
+
+    ends = asyncio.run(main())
+    assert len(ends) == 1
+    assert ends[0].payload[P.STREAM_END] == "abandoned"
+    assert ends[0].payload[P.RESPONSE]["message"]["content"] == "Pa"
