@@ -21,7 +21,7 @@ from sdk_server import LoopbackAPI, Reply, chat_completion, chat_stream, openai_
 import callbacks.integrations.openai as callbacks_openai
 from callbacks import EventPayload as P
 from callbacks import EventType
-from callbacks.integrations import _sdk
+from callbacks.integrations._sdk import _guard
 from callbacks.integrations.llama_index import CallbacksHandler
 
 
@@ -127,7 +127,7 @@ def test_streamed_sdk_call_inside_a_llama_index_stream_is_reported_once(api, set
 def test_without_the_guard_the_call_would_be_reported_twice(api, setup, recorder, monkeypatch):
     """The suppression is what keeps the count right (the guard broken on purpose)."""
     manager, llm, _ = setup
-    monkeypatch.setattr(_sdk, "_suppressed", lambda manager, event_type: False)
+    monkeypatch.setattr(_guard, "suppressed", lambda manager, event_type: False)
     api.queue(Reply(chat_completion("Paris")))
 
     with manager.as_trace("question"):
