@@ -15,7 +15,12 @@ PEERS = ["llama-index-core", "langchain-core", "opentelemetry-sdk", "psutil"]
 
 
 def _install_everything(session: nox.Session) -> None:
-    session.install("-e", ".[test,llama-index,langchain]", *PLUGIN_DISTS.values(), *TEST_DISTS)
+    session.install(
+        "-e",
+        ".[test,llama-index,langchain,openai,anthropic]",
+        *PLUGIN_DISTS.values(),
+        *TEST_DISTS,
+    )
 
 
 @nox.session
