@@ -68,7 +68,7 @@ def test_sdk_not_installed_is_a_config_error_naming_it(process):
     message = str(caught.value)
     assert "'anthropic'" in message and "not installed" in message
     assert "CALLBACKS_INSTRUMENT" in message
-    assert callbacks.process._manager is None  # nothing half-built is kept
+    assert callbacks._process.peek_manager() is None  # nothing half-built is kept
 
 
 def test_unknown_sdk_name_is_a_config_error_listing_the_choices(process):
