@@ -1,5 +1,7 @@
 """Sessions: tests (the whole suite), lint, typecheck, bench, and one per plugin distribution."""
 
+import shutil
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -15,12 +17,26 @@ PEERS = ["llama-index-core", "langchain-core", "opentelemetry-sdk", "psutil"]
 
 
 def _install_everything(session: nox.Session) -> None:
-    session.install("-e", ".[test,llama-index,langchain]", *PLUGIN_DISTS.values(), *TEST_DISTS)
+    session.install(
+        "-e",
+        ".[test,llama-index,langchain,openai,anthropic]",
+        *PLUGIN_DISTS.values(),
+        *TEST_DISTS,
+    )
+
+
+def _install_chromium(session: nox.Session) -> None:
+    # The viewer's browser test drives Debian's chromium: Playwright cannot download its own.
+    if shutil.which("chromium") is None and shutil.which("apt-get") is not None:
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "chromium", external=True)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite: host, built-in plugins, every plugin distribution, end to end."""
+    """The whole test suite: host, built-in plugins, every plugin distribution, end to end
+    (installs Debian's chromium for the browser test when it is missing)."""
+    _install_chromium(session)
     _install_everything(session)
     session.install("psutil")
     session.run("pytest", *session.posargs)

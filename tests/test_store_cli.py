@@ -12,7 +12,7 @@ import pytest
 from test_store import rows, run_queries, store_manager
 
 from callbacks import CallbackManager, EventPayload, EventType
-from callbacks.cli import main
+from callbacks._cli import main
 from callbacks.testing import RecordingPlugin
 from callbacks.wire import FORMAT, VERSION, plain_payload, to_plain
 from callbacks_store import StorePlugin, replay

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PyprojectTomlConfigSettingsSource,
@@ -62,6 +62,18 @@ class HostSettings(BaseModel):
         description="Per plugin name, override the delivery it asks for; 'process' runs it in "
         "the sidecar process.",
     )
+    instrument: list[str] = Field(
+        default_factory=list,
+        description="SDKs instrumented when the process-wide manager is built: openai, anthropic.",
+    )
+
+    @field_validator("instrument", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # CALLBACKS_INSTRUMENT=openai,anthropic
+        return (
+            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        )
 
 
 class _TomlSchema(BaseSettings):

@@ -25,7 +25,12 @@ def get_manager() -> CallbackManager:
     if manager is None:
         with _lock:
             if _manager is None:
-                _manager = CallbackManager(load_entrypoints=True)
+                built = CallbackManager(load_entrypoints=True)
+                if built.settings.instrument:
+                    from .integrations._sdk import instrument_configured
+
+                    instrument_configured(built)
+                _manager = built
             manager = _manager
     return manager
 

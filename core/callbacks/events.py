@@ -94,6 +94,12 @@ class EventPayload(str, Enum):
     SCORES = "scores"
     """Scores of the nodes, when they are not carried by the nodes themselves."""
     EMBEDDING_MODEL_NAME = "embedding_model_name"
+    REQUEST_ID = "request_id"
+    """The provider's id of the request (from its response headers), for support tickets."""
+    TIME_TO_FIRST_TOKEN = "time_to_first_token_ns"
+    """Nanoseconds from the request to the first streamed token."""
+    STREAM_END = "stream_end"
+    """How a streamed reply ended: ``exhausted``, ``closed``, ``failed`` or ``abandoned``."""
 
     def __str__(self) -> str:
         return self.value

@@ -55,13 +55,26 @@ class Message(NamedTuple):
 
 
 class TokenUsage(NamedTuple):
-    """Token counts as a provider reported them, and which convention they came in."""
+    """Token counts as a provider reported them, and which convention they came in.
+
+    ``prompt`` counts every input token the model read, cached or not: for Anthropic, whose
+    ``input_tokens`` leaves out cache reads and writes, it is ``input_tokens +
+    cache_read_input_tokens + cache_creation_input_tokens``. The detail fields are ``None``
+    when the provider did not report them."""
 
     prompt: int
     completion: int
     total: int
     source: str
     """``"openai"``, ``"anthropic"`` or ``"gemini"``."""
+    cache_read: int | None = None
+    """Prompt tokens served from the provider's prompt cache (OpenAI ``cached_tokens``,
+    Anthropic ``cache_read_input_tokens``, Gemini ``cached_content_token_count``)."""
+    cache_write: int | None = None
+    """Prompt tokens written to the cache (Anthropic ``cache_creation_input_tokens``)."""
+    reasoning: int | None = None
+    """Completion tokens spent on reasoning (OpenAI ``reasoning_tokens``, Gemini
+    ``thoughts_token_count``)."""
 
 
 _MISSING = object()
@@ -188,10 +201,80 @@ def _role_of(message: Any) -> str:
     return str(role) if role is not None else "user"
 
 
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+_TOOL_USE_PARTS = frozenset({"tool_use", "server_tool_use"})
+_RESPONSES_ITEMS = frozenset({"function_call", "function_call_output", "reasoning"})
+
+
+def _call_of_block(block: Any) -> dict[str, Any]:
+    """An Anthropic ``tool_use`` block as an OpenAI-shaped tool call."""
+    arguments = _get(block, "input")
+    return {
+        "id": _get(block, "id"),
+        "type": "function",
+        "function": {
+            "name": _get(block, "name"),
+            "arguments": arguments if isinstance(arguments, str) else _json_or_str(arguments),
+        },
+    }
+
+
+def _parts(content: Any) -> tuple[str, list[Any], list[Message]]:
+    """Read a list of content parts (OpenAI's ``text`` / ``image_url`` parts, the Responses API's
+    ``input_text`` / ``output_text``, Anthropic's ``text`` / ``tool_use`` / ``tool_result``
+    blocks): the joined text, the tool calls, and tool results as ``tool`` messages. Parts
+    without text (images, files) add nothing to the text."""
+    texts: list[str] = []
+    calls: list[Any] = []
+    results: list[Message] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        kind = _get(part, "type")
+        kind = getattr(kind, "value", kind)
+        if kind in _TOOL_USE_PARTS:
+            calls.append(_call_of_block(part))
+        elif kind == "tool_result":
+            inner = _get(part, "content")
+            text = _parts(inner)[0] if isinstance(inner, (list, tuple)) else text_of(inner)
+            call_id = _get(part, "tool_use_id")
+            results.append(
+                Message("tool", text, (), None, str(call_id) if call_id is not None else None)
+            )
+        elif kind in _TEXT_PARTS or (kind is None and _get(part, "text") is not None):
+            texts.append(text_of(_get(part, "text")))
+        elif kind is None and not isinstance(part, Mapping):
+            texts.append(text_of(part))
+    return "\n".join(texts), calls, results
+
+
+def _item_message(item: Any, kind: str) -> Message | None:
+    """A Responses API input item that is not a message (a function call or its output)."""
+    if kind == "function_call":
+        call = {
+            "id": _get(item, "call_id") or _get(item, "id"),
+            "type": "function",
+            "function": {"name": _get(item, "name"), "arguments": _get(item, "arguments")},
+        }
+        return Message("assistant", "", (call,))
+    if kind == "function_call_output":
+        call_id = _get(item, "call_id")
+        output = _get(item, "output")
+        text = _parts(output)[0] if isinstance(output, (list, tuple)) else text_of(output)
+        return Message("tool", text, (), None, str(call_id) if call_id is not None else None)
+    return None
+
+
 def messages_of(value: Any) -> list[Message]:
     """Chat messages from dicts (``{"role", "content"}``), ``(role, content)`` pairs or objects
     such as LlamaIndex's ``ChatMessage`` or LangChain's messages (whose role is read from their
-    ``type``). A bare string is one user message."""
+    ``type``). A bare string is one user message.
+
+    Provider shapes are understood: content given as a list of parts (OpenAI, Anthropic), an
+    Anthropic ``tool_use`` block becomes a tool call (in OpenAI's shape) and each
+    ``tool_result`` block a ``tool`` message; the Responses API's ``function_call`` and
+    ``function_call_output`` input items become an assistant tool call and a ``tool`` message."""
     if value is None:
         return []
     if isinstance(value, (str, Mapping)) or not isinstance(value, Iterable):
@@ -204,10 +287,21 @@ def messages_of(value: Any) -> list[Message]:
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             out.append(Message(item[0], text_of(item[1])))
             continue
+        role = _get(item, "role")
+        kind = _get(item, "type")
+        if role is None and kind in _RESPONSES_ITEMS:
+            special = _item_message(item, kind)
+            if special is not None:
+                out.append(special)
+            continue
         content = _get(item, "content")
+        block_calls: list[Any] = []
+        results: list[Message] = []
         if content is None:
             blocks = _get(item, "blocks")
             content = text_of(blocks) if blocks else ""
+        elif isinstance(content, (list, tuple)):
+            content, block_calls, results = _parts(content)
         else:
             content = text_of(content)
         extra = _get(item, "additional_kwargs") or {}
@@ -218,15 +312,19 @@ def messages_of(value: Any) -> list[Message]:
             tool_calls = extra.get("tool_calls")
         name = _get(item, "name")
         call_id = _get(item, "tool_call_id") or extra.get("tool_call_id")
+        if results and not content and not block_calls and not tool_calls:
+            out.extend(results)  # an Anthropic user turn that only returns tool results
+            continue
         out.append(
             Message(
                 _role_of(item),
                 content,
-                tuple(to_jsonable(t) for t in tool_calls or ()),
+                tuple(to_jsonable(t) for t in [*(tool_calls or ()), *block_calls]),
                 str(name) if name is not None else None,
                 str(call_id) if call_id is not None else None,
             )
         )
+        out.extend(results)
     return out
 
 
@@ -252,12 +350,29 @@ def completion_of(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _reply_of(response: Any) -> Any:
+    """The reply message inside a response: its ``message`` (LlamaIndex ``ChatResponse``, the
+    SDK integrations' ``response``), the first choice's (an OpenAI ``ChatCompletion``), or the
+    response itself when it is an Anthropic-shaped assistant message with content blocks."""
+    message = _get(response, "message")
+    if message is not None and not isinstance(message, str):
+        return message
+    choices = _get(response, "choices")
+    if isinstance(choices, (list, tuple)) and choices:
+        return _get(choices[0], "message")
+    if _get(response, "role") == "assistant" and isinstance(
+        _get(response, "content"), (list, tuple)
+    ):
+        return response
+    return None
+
+
 def assistant_message_of(payload: Mapping[str, Any]) -> Message | None:
     """The assistant's reply of an LLM event: its text (``""`` when the reply only calls tools)
     and its tool calls; ``None`` when the event carries no reply."""
     if payload.get(EventPayload.COMPLETION) is None:
         response = payload.get(EventPayload.RESPONSE)
-        message = None if isinstance(response, str) else _get(response, "message")
+        message = None if isinstance(response, str) else _reply_of(response)
         if message is not None:
             reply = messages_of([message])[0]
             calls = reply.tool_calls or tuple(tool_calls_of(payload))
@@ -286,15 +401,6 @@ def model_of(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-_USAGE_CONVENTIONS: tuple[tuple[str, str, str, str], ...] = (
-    ("openai", "prompt_tokens", "completion_tokens", "total_tokens"),
-    # Anthropic reports no total; LangChain's usage_metadata (same names) does.
-    ("anthropic", "input_tokens", "output_tokens", "total_tokens"),
-    ("gemini", "prompt_token_count", "candidates_token_count", "total_token_count"),
-    ("gemini", "promptTokenCount", "candidatesTokenCount", "totalTokenCount"),
-)
-
-
 def _as_int(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
@@ -304,19 +410,84 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+def _int_at(obj: Any, *path: str) -> int | None:
+    for name in path:
+        obj = _get(obj, name)
+        if obj is None:
+            return None
+    return _as_int(obj)
+
+
 def _usage_from(obj: Any) -> TokenUsage | None:
-    if obj is None:
+    if obj is None or isinstance(obj, (str, bytes)):
         return None
-    for source, p_key, c_key, t_key in _USAGE_CONVENTIONS:
-        prompt = _as_int(_get(obj, p_key))
-        completion = _as_int(_get(obj, c_key))
+    # OpenAI chat completions and embeddings
+    prompt = _int_at(obj, "prompt_tokens")
+    completion = _int_at(obj, "completion_tokens")
+    if prompt is not None or completion is not None:
+        prompt, completion = prompt or 0, completion or 0
+        total = _int_at(obj, "total_tokens")
+        return TokenUsage(
+            prompt,
+            completion,
+            total if total is not None else prompt + completion,
+            "openai",
+            _int_at(obj, "prompt_tokens_details", "cached_tokens"),
+            None,
+            _int_at(obj, "completion_tokens_details", "reasoning_tokens"),
+        )
+    prompt = _int_at(obj, "input_tokens")
+    completion = _int_at(obj, "output_tokens")
+    if prompt is not None or completion is not None:
+        prompt, completion = prompt or 0, completion or 0
+        total = _int_at(obj, "total_tokens")
+        if total is not None or _get(obj, "input_tokens_details") is not None:
+            # OpenAI's Responses API: input_tokens already include the cached ones.
+            return TokenUsage(
+                prompt,
+                completion,
+                total if total is not None else prompt + completion,
+                "openai",
+                _int_at(obj, "input_tokens_details", "cached_tokens"),
+                None,
+                _int_at(obj, "output_tokens_details", "reasoning_tokens"),
+            )
+        cache_read = _int_at(obj, "cache_read_input_tokens")
+        cache_write = _int_at(obj, "cache_creation_input_tokens")
+        prompt += (cache_read or 0) + (cache_write or 0)
+        return TokenUsage(
+            prompt, completion, prompt + completion, "anthropic", cache_read, cache_write, None
+        )
+    for p_key, c_key, t_key, cached_key, thoughts_key in (
+        (
+            "prompt_token_count",
+            "candidates_token_count",
+            "total_token_count",
+            "cached_content_token_count",
+            "thoughts_token_count",
+        ),
+        (
+            "promptTokenCount",
+            "candidatesTokenCount",
+            "totalTokenCount",
+            "cachedContentTokenCount",
+            "thoughtsTokenCount",
+        ),
+    ):
+        prompt = _int_at(obj, p_key)
+        completion = _int_at(obj, c_key)
         if prompt is None and completion is None:
             continue
-        prompt = prompt or 0
-        completion = completion or 0
-        total = _as_int(_get(obj, t_key)) if t_key else None
+        prompt, completion = prompt or 0, completion or 0
+        total = _int_at(obj, t_key)
         return TokenUsage(
-            prompt, completion, total if total is not None else prompt + completion, source
+            prompt,
+            completion,
+            total if total is not None else prompt + completion,
+            "gemini",
+            _int_at(obj, cached_key),
+            None,
+            _int_at(obj, thoughts_key),
         )
     return None
 
@@ -351,8 +522,10 @@ def tool_calls_of(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         response = payload.get(key)
         if response is None or isinstance(response, str):
             continue
-        message = _get(response, "message", response)
-        calls = messages_of([message])[0].tool_calls if message is not None else ()
+        message = _reply_of(response)
+        message = response if message is None else message
+        replies = messages_of([message])
+        calls = replies[0].tool_calls if replies else ()
         if calls:
             return list(calls)
     call = payload.get(EventPayload.FUNCTION_CALL)
