@@ -550,7 +550,7 @@ def open_process_channel(registry: Registry, name: str, plugin: object) -> Proce
     try:
         spec = plugin_spec(plugin)
         if link is None or link.closed:
-            host = settings.model_dump(exclude={"plugins", "disable", "delivery"})
+            host = settings.model_dump(exclude={"plugins", "disable", "delivery", "instrument"})
             host["strict"] = False
             link = SidecarLink(host, settings.queue_size)
             registry.sidecar = link  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ from .events import (
     EMPTY_PAYLOAD,
     Event,
     EventAbandoned,
+    EventPayload,
     EventPhase,
     EventType,
 )
@@ -41,6 +42,7 @@ __all__ = ["main"]
 _START = EventPhase.START
 _END = EventPhase.END
 _MAX_OPEN = 100_000
+_EXCEPTION_KEY = EventPayload.EXCEPTION.value
 
 
 def _mono(wall_ns: int | None) -> int:
@@ -49,7 +51,13 @@ def _mono(wall_ns: int | None) -> int:
 
 
 def _payload(plain: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(plain)) if plain else EMPTY_PAYLOAD
+    if not plain:
+        return EMPTY_PAYLOAD
+    payload = dict(plain)
+    error = payload.get(_EXCEPTION_KEY)
+    if isinstance(error, dict) and "type" in error and "message" in error:
+        payload[_EXCEPTION_KEY] = _exception(error)  # an exception again, as in the app
+    return MappingProxyType(payload)
 
 
 class RemoteError(Exception):
