@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from .events import EventPayload
@@ -65,6 +66,8 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
         return {str(getattr(k, "value", k)): to_plain(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_plain(v, _depth + 1) for v in value]
+    if isinstance(value, SimpleNamespace):  # e.g. a usage object: its fields, not its repr
+        return to_plain(vars(value), _depth + 1)
     try:
         if _is_node(value):
             return _node_dict(nodes_of([value])[0])
