@@ -308,3 +308,16 @@ def test_a_forked_child_gets_its_own_sidecar(tmp_path: Path) -> None:
     parent_ns = [r["n"] for r in parent_seen["seen"] if r["kind"] == "end" and r["n"] is not None]
     assert parent_ns == [0, 4, 5]
     assert parent_stats["delivered"] == 3 * (3 * 2 + 1)
+
+
+def test_cli_plugins_shows_which_plugins_run_in_the_sidecar(tmp_path: Path) -> None:
+    from test_cli import run_cli
+
+    env = {"CALLBACKS_PLUGINS": '["example"]', "CALLBACKS_DELIVERY": '{"example": "process"}'}
+    result = run_cli("plugins", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["example"]["active"] and rows["example"]["delivery"] == "process"
+    table = run_cli("plugins", env=env, cwd=tmp_path)
+    line = next(line for line in table.stdout.splitlines() if line.startswith("example"))
+    assert "process" in line.split()
