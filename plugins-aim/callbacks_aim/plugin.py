@@ -26,7 +26,7 @@ class AimPlugin:
     Aim run. All Aim calls happen on this plugin's background worker."""
 
     callbacks_name = "aim"
-    callbacks_delivery = "background"
+    callbacks_delivery = "process"
 
     def __init__(self) -> None:
         self._settings = AimSettings()

@@ -53,7 +53,7 @@ class OpenInferencePlugin:
     """
 
     callbacks_name = "openinference"
-    callbacks_delivery = "background"
+    callbacks_delivery = "process"
 
     def __init__(self) -> None:
         self.settings: OpenInferenceSettings | None = None

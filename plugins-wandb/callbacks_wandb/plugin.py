@@ -29,7 +29,7 @@ class WandbPlugin:
     """Logs each trace as a W&B trace tree, each LLM call as ``llm/*`` metrics, and a table of
     LLM calls. Every W&B call runs on this plugin's background worker."""
 
-    callbacks_delivery = "background"
+    callbacks_delivery = "process"
     callbacks_name = "wandb"
 
     def __init__(self) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import offline_env
 from test_wandb import API_KEY, _finish_wandb, _rag_trace
 from wandb_reader import find_run_file, read_run
 
@@ -18,9 +17,17 @@ from callbacks_wandb import WandbPlugin
 _VOLATILE = re.compile(r"(^|_)(id|time|ms)$")
 
 
+def _offline(mp: pytest.MonkeyPatch, root: Path) -> None:
+    mp.setenv("WANDB_MODE", "offline")
+    mp.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        mp.setenv(var, str(root))
+    mp.chdir(root)
+
+
 def _record(root: Path, delivery: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict]:
     root.mkdir()
-    offline_env(monkeypatch, root)
+    _offline(monkeypatch, root)
     config = {
         "wandb": {"project": "cb-tests", "run_name": "pipeline", "api_key": API_KEY},
         "delivery": {"wandb": delivery},
