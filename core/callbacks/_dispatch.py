@@ -19,11 +19,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Calls, count_value
+from ._privacy import PayloadPolicy
 from ._trace import Trace, TraceState
 from .events import (
     EMPTY_PAYLOAD,
-    INPUT_KEYS,
-    OUTPUT_KEYS,
     Event,
     EventAbandoned,
     EventPhase,
@@ -42,7 +41,6 @@ _monotonic_ns = time.monotonic_ns
 _get_ident = threading.get_ident
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
-_HIDDEN = "<hidden>"
 _MAX_PENDING = 100_000
 
 Route = tuple[
@@ -64,14 +62,6 @@ def task_name() -> str | None:
     return task.get_name() if task is not None else None
 
 
-def _truncate(value: Any, limit: int) -> Any:
-    if isinstance(value, str):
-        return value if len(value) <= limit else value[:limit] + "…"
-    if isinstance(value, (list, tuple)):
-        return type(value)(_truncate(v, limit) for v in value)
-    return value
-
-
 class Dispatcher:
     """Starts and ends events and traces, and hands them to the plugins' routes."""
 
@@ -80,6 +70,7 @@ class Dispatcher:
         "frame",
         "masking",
         "pending",
+        "policy",
         "routes",
         "settings",
         "strict",
@@ -89,9 +80,12 @@ class Dispatcher:
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
         self.strict = settings.strict
-        self.masking = bool(
-            settings.hide_inputs or settings.hide_outputs or settings.max_payload_chars
+        self.policy = PayloadPolicy(
+            hide_inputs=settings.hide_inputs,
+            hide_outputs=settings.hide_outputs,
+            max_payload_chars=settings.max_payload_chars,
         )
+        self.masking = self.policy.active
         self.routes: dict[EventType, tuple[Route, Route] | None] = dict.fromkeys(EventType)
         self.trace_routes: tuple[Route, Route] = (EMPTY_ROUTE, EMPTY_ROUTE)
         self.frame: contextvars.ContextVar[tuple[TraceState, str] | None] = contextvars.ContextVar(
@@ -125,24 +119,11 @@ class Dispatcher:
         for enqueue in background:
             enqueue(item)
 
-    def freeze(self, payload: Mapping[Any, Any] | None) -> Mapping[str, Any]:
-        """A read-only copy of ``payload``, masked and truncated as the settings say."""
-        if not payload:
-            return EMPTY_PAYLOAD
-        if not self.masking:
-            return _proxy(dict(payload))
-        settings = self.settings
-        limit = settings.max_payload_chars
-        frozen: dict[str, Any] = {}
-        for key, value in payload.items():
-            if (settings.hide_inputs and key in INPUT_KEYS) or (
-                settings.hide_outputs and key in OUTPUT_KEYS
-            ):
-                value = _HIDDEN
-            elif limit is not None:
-                value = _truncate(value, limit)
-            frozen[key] = value
-        return _proxy(frozen)
+    def use_policy(self, policy: PayloadPolicy) -> None:
+        """Apply ``policy`` (redaction hooks, hiding, limits) to every payload from now on; when
+        it changes nothing, events skip it entirely."""
+        self.policy = policy
+        self.masking = policy.active
 
     # -- events --------------------------------------------------------------------------------
 
@@ -169,11 +150,17 @@ class Dispatcher:
                 start[3],
                 start[4],
                 now,
-                (self.freeze(payload) if self.masking else _proxy(dict(payload)))
+                (
+                    self.policy.payload(start[1], _END, payload)
+                    if self.masking
+                    else _proxy(dict(payload))
+                )
                 if payload
                 else EMPTY_PAYLOAD,
                 duration,
-                exception,
+                exception
+                if exception is None or not self.masking
+                else self.policy.exception(exception),
                 thread,
                 start[10] if thread == start[9] else task_name(),
                 start,

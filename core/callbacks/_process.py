@@ -17,16 +17,21 @@ _lock = threading.Lock()
 
 
 def get_manager() -> CallbackManager:
-    """The process-wide :class:`CallbackManager`. The first call loads the configuration and the
-    installed plugins (entry-point group ``callbacks``); a bad configuration raises
-    :class:`callbacks.ConfigError` here, naming the key, the value and its source."""
+    """The process-wide :class:`CallbackManager`. The first call reads the configuration (once
+    per process) and loads the installed plugins (entry-point group ``callbacks``).
+
+    A configuration error never raises into the application: it is logged once at ERROR with
+    the full message; a bad plugin section turns that plugin off, a bad host key or unknown
+    section turns every plugin off. With ``CALLBACKS_STRICT=1`` it raises
+    :class:`callbacks.ConfigError` instead. ``CALLBACKS_DISABLED=1`` gives a manager that loads
+    nothing."""
     global _manager
     manager = _manager
     if manager is None:
         with _lock:
             if _manager is None:
-                built = CallbackManager(load_entrypoints=True)
-                if built.settings.instrument:
+                built = CallbackManager(load_entrypoints=True, config_errors="log")
+                if built.settings.instrument and built.config_error is None:
                     from .integrations._sdk import instrument_configured
 
                     instrument_configured(built)

@@ -175,7 +175,11 @@ class EventScope:
                     state.id,
                     parent,
                     _monotonic_ns(),
-                    (dispatcher.freeze(payload) if dispatcher.masking else _proxy(dict(payload)))
+                    (
+                        dispatcher.policy.payload(self._type, _START, payload)
+                        if dispatcher.masking
+                        else _proxy(dict(payload))
+                    )
                     if payload
                     else EMPTY_PAYLOAD,
                     None,

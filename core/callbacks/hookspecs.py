@@ -17,6 +17,7 @@ their shapes, and the :mod:`callbacks.payloads` reader for each.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from ._manager import CallbackManager
     from ._trace import Trace
-    from .events import Event
+    from .events import Event, EventPhase, EventType
 
 PROJECT_NAME = "callbacks"
 
@@ -95,6 +96,18 @@ def callbacks_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     ``set_defaults(run=fn)`` where ``fn(args, out) -> int`` writes to the text stream ``out`` and
     returns the exit status. Every installed plugin that imports contributes its commands,
     whether or not the configuration activates it for events."""
+
+
+@hookspec
+def callbacks_redact(
+    event_type: EventType, phase: EventPhase, payload: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """Transform every payload before any plugin sees it (PII scrubbing): return the payload
+    to hand on, or ``None`` to keep it. Runs on the caller's thread for every event with a
+    payload, in registration order (each redactor gets the previous one's result), before
+    ``hide_inputs``/``hide_outputs``/``max_payload_chars`` apply. If it raises, the payload's
+    values are replaced by ``"<redaction failed>"`` and the error is counted on this plugin.
+    When no plugin implements it, events pay nothing for it."""
 
 
 # -- one start and one end hook per event type ---------------------------------------------------

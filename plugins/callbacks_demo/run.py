@@ -4,6 +4,7 @@ optional plugins' sinks."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import sys
 import time
@@ -38,7 +39,7 @@ def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
     finetuning = out_dir / "finetuning.jsonl"
     config: dict[str, Any] = {
         "finetuning": {"path": str(finetuning)},
-        "debug": {"max_traces": max(100, questions + 1)},
+        "debug": {"max_traces": max(100, questions + 1), "print_trace": True},
     }
     probe = CallbackManager()  # no plugins: only reads the configuration sources
     try:
@@ -50,7 +51,10 @@ def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
         "openinference": {"exporter": "none"},
         **store_demo_defaults(out_dir.resolve()),
     }
+    installed = {ep.name for ep in importlib.metadata.entry_points(group="callbacks")}
     for plugin, defaults in sink_defaults.items():
+        if plugin not in installed:
+            continue  # a section naming a plugin that is not installed is a configuration error
         chosen = user.get(plugin, {})
         picked = {key: value for key, value in defaults.items() if key not in chosen}
         if picked:
