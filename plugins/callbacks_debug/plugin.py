@@ -88,7 +88,7 @@ class DebugPlugin:
         if use_rich:
             render_rich(log, limit, stream)
         else:
-            stream.write(render_plain(log, limit))
+            stream.write(render_plain(log, limit, _terminal_width(stream)))
         stream.flush()
 
     # -- reading -------------------------------------------------------------------------------
@@ -131,3 +131,13 @@ class DebugPlugin:
         self._sync()
         with self._lock:
             return [log for log in self._store.logs() if log.ended]
+
+
+def _terminal_width(stream: TextIO) -> int | None:
+    """The terminal's width when ``stream`` is one (files and pipes get whole lines)."""
+    isatty = getattr(stream, "isatty", None)
+    if not (isatty and isatty()):
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
