@@ -259,14 +259,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(out)
         return 0
+    host_logger = logging.getLogger("callbacks")
+    level = host_logger.level
     if args.command in ("plugins", "config", "check"):
         # Load failures and configuration errors are part of the output; no log lines.
-        logging.getLogger("callbacks").setLevel(logging.CRITICAL)
+        host_logger.setLevel(logging.CRITICAL)
     try:
         return int(args.run(args, out))
     except ConfigError as error:
         sys.stderr.write(f"callbacks: configuration error: {error}\n")
         return 2
+    finally:
+        host_logger.setLevel(level)  # main() may run inside a process that keeps logging
 
 
 if __name__ == "__main__":

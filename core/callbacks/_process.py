@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._env import STRICT_ENV, env_true
+from ._errors import ConfigError
 from ._manager import CallbackManager, dispatcher_of
 from ._traced import traced_function
 from .events import EventType
 
 __all__ = ["get_manager", "peek_manager", "reset_manager", "traced"]
+
+logger = logging.getLogger(__name__)
 
 _manager: CallbackManager | None = None
 _lock = threading.Lock()
@@ -31,13 +36,26 @@ def get_manager() -> CallbackManager:
         with _lock:
             if _manager is None:
                 built = CallbackManager(load_entrypoints=True, config_errors="log")
-                if built.settings.instrument and built.config_error is None:
-                    from .integrations._sdk import instrument_configured
-
-                    instrument_configured(built)
+                if not built.disabled and built.config_error is None and built.settings.instrument:
+                    _instrument(built)
                 _manager = built
             manager = _manager
     return manager
+
+
+def _instrument(manager: CallbackManager) -> None:
+    """Instrument the SDKs the ``instrument`` setting names. An SDK that cannot be instrumented
+    is a configuration error: logged (no SDK is instrumented), raised only in strict mode."""
+    from .integrations._sdk import instrument_configured
+
+    try:
+        instrument_configured(manager)
+    except ConfigError as error:
+        if manager.settings.strict or env_true(STRICT_ENV):
+            manager.shutdown(1.0)
+            raise
+        manager.config_error = str(error)
+        logger.error("callbacks: configuration error (no SDK is instrumented): %s", error)
 
 
 def peek_manager() -> CallbackManager | None:
