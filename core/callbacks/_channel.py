@@ -60,6 +60,11 @@ class _Control:
 
 
 _STOP = object()
+_main_thread_id = threading.main_thread().ident
+
+
+def _is_main_thread() -> bool:
+    return threading.get_ident() == _main_thread_id
 _channels: weakref.WeakSet[PluginChannel] = weakref.WeakSet()
 
 
@@ -117,7 +122,12 @@ class PluginChannel:
         for hook, fn in calls:
             try:
                 fn(item)
-            except Exception as error:
+            except BaseException as error:
+                # Everything a hook raises is the plugin's (SystemExit, CancelledError,
+                # GeneratorExit too), except the user's Ctrl-C: SIGINT raises KeyboardInterrupt
+                # on the main thread, wherever it happens to be running.
+                if type(error) is KeyboardInterrupt and _is_main_thread():
+                    raise
                 self.record_error(hook, error)
         if count:
             next(self._delivered)
@@ -186,10 +196,16 @@ class PluginChannel:
                 self._count_drop()
                 return
             try:
-                queue.popleft()
+                oldest = queue.popleft()
             except IndexError:
                 pass
             else:
+                if type(oldest) is not Event and type(oldest) is not tuple:
+                    # A flush or stop marker is never dropped: it goes back to the head, and
+                    # the newest event gives way instead.
+                    queue.appendleft(oldest)
+                    self._count_drop()
+                    return
                 self._count_drop()
         queue.append(item)
         if (depth >= self._signal_at or self._sleeping) and not self._wakeup.is_set():
@@ -201,6 +217,20 @@ class PluginChannel:
             self.dropped += 1
 
     def _run(self) -> None:
+        while True:
+            try:
+                if self._serve():
+                    return
+            except BaseException as error:  # the worker never dies: count it, keep serving
+                self._busy_since = 0.0
+                try:
+                    self.record_error("worker", error)
+                except BaseException:  # pragma: no cover - strict mode or a broken logger
+                    pass
+
+    def _serve(self) -> bool:
+        """Serve the queue until the stop marker (True); :meth:`_run` restarts it if anything
+        escapes."""
         queue = self._queue
         wakeup = self._wakeup
         idle_rounds = 0
@@ -225,15 +255,15 @@ class PluginChannel:
                 continue
             if item is _STOP:
                 self._stopped.set()
-                return
+                return True
             if isinstance(item, _Control):
-                if item.action is not None:
-                    self._busy_since = time.monotonic()
-                    try:
+                try:
+                    if item.action is not None:
+                        self._busy_since = time.monotonic()
                         item.action()
-                    finally:
-                        self._busy_since = 0.0
-                item.done.set()
+                finally:
+                    self._busy_since = 0.0
+                    item.done.set()
                 continue
             calls, arg = item
             self._busy_since = time.monotonic()
@@ -301,7 +331,9 @@ class PluginChannel:
         if callable(own):
             try:
                 extra = {"plugin": dict(own())}
-            except Exception as error:
+            except BaseException as error:
+                if type(error) is KeyboardInterrupt and _is_main_thread():
+                    raise
                 extra = {"plugin": {"error": repr(error)}}
         return {
             **extra,

@@ -103,7 +103,9 @@ class Registry:
                 self.register(entry.load(), entry.name)
             except ConfigError:
                 raise
-            except Exception as error:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # sys.exit() in a plugin's import stops only it
                 entry.active = False
                 entry.reason = "failed to load"
                 entry.error = f"{type(error).__name__}: {error}"

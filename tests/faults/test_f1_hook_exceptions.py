@@ -199,7 +199,7 @@ def test_plugin_import_calling_sys_exit_stops_neither_others_nor_cli(tmp_path: P
         "import callbacks\n"
         "cm = callbacks.get_manager()\n"
         "print(sorted(cm.list_plugins()))\n"
-        "print([p.name for p in cm.installed if not p.active])\n"
+        "print([p.name for p in cm.installed if p.reason == 'failed to load'])\n"
     )
     app = subprocess.run(
         [PYTHON, "-c", program], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
