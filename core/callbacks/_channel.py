@@ -103,6 +103,8 @@ class PluginChannel:
         self._suppressed: dict[str, int] = {}
         self._pending_strict: HandlerError | None = None
         self._closed = False
+        self.unfinished = False
+        """Set when this plugin's shutdown did not finish in time (reported as stuck)."""
         self.settings: Any = None
         self.event_calls: dict[Any, dict[Any, Calls]] = {}
         """``{phase: {event type: calls}}``, set by the registry; read by the worker."""
@@ -274,6 +276,31 @@ class PluginChannel:
         """True when called from this plugin's own worker thread."""
         return threading.current_thread() is getattr(self, "_thread", None)
 
+    def post(self, action: Callable[[], Any] | None) -> threading.Event | None:
+        """Queue ``action`` to run on this plugin's worker after everything queued so far, and
+        return at once: the returned event is set once it has run (``None`` if the worker is
+        gone). An inline plugin has no worker: a short-lived daemon thread runs ``action``, so a
+        hung hook holds nobody past their timeout."""
+        if self.mode == "inline":
+            done = threading.Event()
+
+            def run() -> None:
+                try:
+                    if action is not None:
+                        action()
+                finally:
+                    done.set()
+
+            threading.Thread(target=run, name=f"callbacks-{self.name}-lifecycle", daemon=True).start()
+            return done
+        if not self._thread.is_alive():
+            return None
+        control = _Control(action)
+        self._queue.append(control)
+        self._sleeping = False
+        self._wakeup.set()
+        return control.done
+
     def run_on_worker(self, action: Callable[[], Any] | None, timeout: float) -> bool:
         """Run ``action`` on this plugin's thread after everything queued so far; wait at most
         ``timeout`` seconds. Inline plugins run it here. Returns False on time-out."""
@@ -281,24 +308,29 @@ class PluginChannel:
             if action is not None:
                 action()
             return True
-        if not self._thread.is_alive():
-            return False
-        control = _Control(action)
-        self._queue.append(control)
-        self._sleeping = False
-        self._wakeup.set()
-        return control.done.wait(timeout)
+        done = self.post(action)
+        return done is not None and done.wait(timeout)
 
-    def stop(self, timeout: float) -> bool:
-        """Stop the worker after the queue drains; False if it did not stop in ``timeout``."""
+    def request_stop(self) -> None:
+        """Refuse new items, and stop the worker once the queue has drained (returns at once)."""
         self._closed = True
         if self.mode == "inline":
-            return True
+            return
         self._queue.append(_STOP)
         self._sleeping = False
         self._wakeup.set()
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the worker to stop; False if it did not."""
+        if self.mode == "inline":
+            return True
         self._thread.join(max(0.0, timeout))
         return not self._thread.is_alive()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the worker after the queue drains; False if it did not stop in ``timeout``."""
+        self.request_stop()
+        return self.wait_stopped(timeout)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -314,8 +346,10 @@ class PluginChannel:
 
     @property
     def stuck(self) -> bool:
-        """True when one hook call has been running for more than 5 seconds, or the worker
-        did not stop when asked."""
+        """True when one hook call has been running for more than 5 seconds, or the plugin
+        did not finish its shutdown in time."""
+        if self.unfinished:
+            return True
         if self.mode != "background":
             return False
         busy = self._busy_since

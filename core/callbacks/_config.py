@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,14 @@ class HostSettings(BaseModel):
         return (
             [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         )
+
+    @field_validator("shutdown_timeout")
+    @classmethod
+    def _finite_timeout(cls, value: float) -> float:
+        # An infinite timeout overflows the thread waits at exit, and every queued event is lost.
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number of seconds")
+        return value
 
 
 class _TomlSchema(BaseSettings):

@@ -17,7 +17,7 @@ from ._lifecycle import (
     flush_channels,
     report_problems,
     shutdown_at_exit,
-    shutdown_channel,
+    shutdown_channels,
 )
 from ._registry import Registry
 from ._scope import NOOP_SCOPE, EventScope, TraceScope, _NoopScope
@@ -84,7 +84,7 @@ class CallbackManager:
         if channel is None:
             return None
         try:
-            shutdown_channel(self._registry.pm, channel, time.monotonic() + timeout, timeout)
+            shutdown_channels(self._registry.pm, [channel], timeout)
         finally:
             self._registry.forget(channel)
         return channel.plugin
@@ -227,10 +227,7 @@ class CallbackManager:
         events after shutdown are ignored. Returns False if some plugin did not finish."""
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         channels = self._registry.close()
-        deadline = time.monotonic() + timeout
-        ok = True
-        for channel in channels:
-            ok = shutdown_channel(self._registry.pm, channel, deadline, timeout) and ok
+        ok = shutdown_channels(self._registry.pm, channels, timeout)
         report_problems(channels)
         return ok
 

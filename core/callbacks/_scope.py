@@ -133,6 +133,11 @@ class EventScope:
         return state.id if state is not None else None
 
     @property
+    def trace_state(self) -> TraceState | None:
+        """The host's state of the trace this event belongs to, once started."""
+        return self._state
+
+    @property
     def running(self) -> bool:
         """True once started (also when its trace is sampled out)."""
         return self._state is not None

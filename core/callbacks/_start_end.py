@@ -31,6 +31,9 @@ def start_pending_event(
     kept = scope.keep_open()
     if kept is not None:
         dispatcher.remember(event_id, scope, previous, *kept)
+    elif scope.running:
+        # Sampled out: its end is expected, so it must not count as an unmatched end.
+        dispatcher.remember(event_id, scope, previous, None, scope.trace_state)
     return event_id
 
 
