@@ -65,6 +65,8 @@ _main_thread_id = threading.main_thread().ident
 
 def _is_main_thread() -> bool:
     return threading.get_ident() == _main_thread_id
+
+
 _channels: weakref.WeakSet[PluginChannel] = weakref.WeakSet()
 
 
@@ -291,7 +293,8 @@ class PluginChannel:
                 finally:
                     done.set()
 
-            threading.Thread(target=run, name=f"callbacks-{self.name}-lifecycle", daemon=True).start()
+            name = f"callbacks-{self.name}-lifecycle"
+            threading.Thread(target=run, name=name, daemon=True).start()
             return done
         if not self._thread.is_alive():
             return None

@@ -121,7 +121,8 @@ def test_background_errors_are_logged(caplog) -> None:
             assert cm.flush(timeout=5.0)
     finally:
         cm.shutdown(timeout=5.0)
-    assert any("raiser" in r.getMessage() and "SystemExit" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("raiser" in m and "SystemExit" in m for m in messages), messages
 
 
 def test_ctrl_c_during_an_inline_hook_reaches_the_app() -> None:
@@ -206,4 +207,3 @@ def test_plugin_import_calling_sys_exit_stops_neither_others_nor_cli(tmp_path: P
     )
     assert app.returncode == 0, app.stderr[-2000:]
     assert app.stdout.splitlines() == ["['example']", "['quitter']"]
-

@@ -42,7 +42,7 @@ if how == "own_handler_before":
         sys.exit(3)
     signal.signal(signal.SIGTERM, own)
 
-cm = CallbackManager(plugins=[SlowWriter()], config={"shutdown_timeout": %(timeout)r})
+cm = CallbackManager(plugins=[SlowWriter()], config={"shutdown_timeout": TIMEOUT_S})
 
 if how == "own_handler_after":
     def own(signum, frame):
@@ -63,7 +63,7 @@ elif how == "exception":
     raise RuntimeError("unhandled")
 else:  # wait for the parent's signal
     threading.Event().wait(60)
-""" % {"timeout": TIMEOUT}
+""".replace("TIMEOUT_S", repr(TIMEOUT))
 
 CASES = {
     # how: (signal sent by the parent, expected return code)
@@ -117,7 +117,7 @@ class SlowWriter:
         time.sleep(0.0002)
         self.file.write(event.id + "\\n")
 
-cm = CallbackManager(plugins=[SlowWriter()], config={"shutdown_timeout": %(timeout)r})
+cm = CallbackManager(plugins=[SlowWriter()], config={"shutdown_timeout": TIMEOUT_S})
 
 def work(i):
     for _ in range(per_task):
@@ -130,7 +130,7 @@ if __name__ == "__main__":
         pids = pool.map(work, range(4), chunksize=1)
     # Pool.__exit__ terminated the workers with SIGTERM while their queues were still full
     print(len(set(pids)), flush=True)
-""" % {"timeout": TIMEOUT}
+""".replace("TIMEOUT_S", repr(TIMEOUT))
 
 
 def test_pool_workers_deliver_their_queued_events(tmp_path: Path) -> None:

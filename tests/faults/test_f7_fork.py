@@ -15,12 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from callbacks_debug import DebugPlugin
-from callbacks_finetuning import FineTuningPlugin
-from callbacks_tokens import TokenCountingPlugin
 
 from callbacks import CallbackManager, EventType, hookimpl
 from callbacks.testing import RecordingPlugin
+from callbacks_debug import DebugPlugin
+from callbacks_finetuning import FineTuningPlugin
+from callbacks_tokens import TokenCountingPlugin
 
 CHILD_DEADLINE_S = 10.0
 
@@ -153,7 +153,7 @@ def test_after_fork_hook_runs_in_the_child_only() -> None:
     plugin = Forked()
     cm = CallbackManager(plugins=[plugin])
     try:
-        outcome, child_calls = _in_child(lambda: list(plugin.calls) + [os.getpid()])
+        outcome, child_calls = _in_child(lambda: [*plugin.calls, os.getpid()])
     finally:
         cm.shutdown(timeout=5.0)
     assert outcome == "ok"
