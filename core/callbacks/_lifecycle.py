@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pluggy
 
 from ._channel import PluginChannel
+from ._signals import flush_on_sigterm
 
 __all__ = [
     "call_lifecycle_hook",
@@ -147,15 +148,17 @@ _managers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def shutdown_at_exit(manager: _ShutsDown) -> None:
-    """Shut ``manager`` down at interpreter exit (unless it was shut down before)."""
+    """Shut ``manager`` down at interpreter exit (unless it was shut down before), and on
+    SIGTERM when the application handles no SIGTERM itself (see :mod:`._signals`)."""
     _managers.add(manager)
+    flush_on_sigterm(_shutdown_all_at_exit)
 
 
 def _shutdown_all_at_exit() -> None:
     for manager in list(_managers):
         try:
             manager.shutdown()
-        except Exception:  # pragma: no cover - never fail interpreter exit
+        except BaseException:  # pragma: no cover - never fail interpreter exit
             logger.exception("callbacks: shutdown at exit failed")
 
 
