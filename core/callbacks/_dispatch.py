@@ -84,6 +84,7 @@ class Dispatcher:
         "settings",
         "strict",
         "trace_routes",
+        "traces",
     )
 
     def __init__(self, settings: HostSettings) -> None:
@@ -97,6 +98,8 @@ class Dispatcher:
         self.frame: contextvars.ContextVar[tuple[TraceState, str] | None] = contextvars.ContextVar(
             "callbacks_frame", default=None
         )
+        self.traces: dict[TraceState, None] = {}
+        """Open traces, oldest first."""
         self.pending: dict[str, tuple[Any, Any, Event | None, TraceState]] = {}
         """Events of the start/end API awaiting their end:
         ``{id: (scope, previous frame, start event, trace)}``."""
@@ -219,6 +222,7 @@ class Dispatcher:
         sampled = rate >= 1.0 or random.random() < rate
         trace = Trace(name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled)
         state = TraceState(trace)
+        self.traces[state] = None
         next(self.counts["traces"])
         if sampled:
             self.deliver(self.trace_routes[0], trace)
@@ -235,8 +239,19 @@ class Dispatcher:
             start = state.open.get(event_id)
             if start is not None:
                 self.abandon(start, state)
+        self.traces.pop(state, None)
         if state.close(_monotonic_ns()) and state.sampled:
             self.deliver(self.trace_routes[1], state.trace)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the traces open at the fork, and their events, are the parent's,
+        which ends and delivers them. Here they end silently; new events start new traces."""
+        now = _monotonic_ns()
+        for state in list(self.traces):
+            state.open.clear()
+            state.close(now)
+        self.traces.clear()
+        self.pending.clear()
 
     def current(self) -> tuple[TraceState, str] | None:
         """The running trace and the current parent id in this context, if a trace runs."""

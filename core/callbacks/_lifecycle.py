@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -160,6 +161,18 @@ def _shutdown_all_at_exit() -> None:
             manager.shutdown()
         except BaseException:  # pragma: no cover - never fail interpreter exit
             logger.exception("callbacks: shutdown at exit failed")
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_managers):
+        after_fork = getattr(manager, "_after_fork_in_child", None)
+        if after_fork is not None:
+            after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    # Registered after _channel's own handler (imported above), so workers are fresh by then.
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # Sinks register their own exit teardown later (wandb does at its first init), and atexit runs

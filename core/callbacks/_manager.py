@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from ._channel import DeliveryMode
 from ._discovery import InstalledPlugin
 from ._dispatch import Dispatcher
 from ._lifecycle import (
+    call_lifecycle_hook,
     flush_channels,
     report_problems,
     shutdown_at_exit,
@@ -242,6 +244,13 @@ class CallbackManager:
     def host_stats(self) -> dict[str, int]:
         """The host's own counters: traces, sampled_out, abandoned, unmatched_ends, pending."""
         return self._dispatcher.host_stats()
+
+    def _after_fork_in_child(self) -> None:
+        # Called by _lifecycle in a forked child, after the channels got fresh workers.
+        self._registry.lock = threading.RLock()
+        self._dispatcher.after_fork_in_child()
+        for channel in list(self._registry.channels.values()):
+            call_lifecycle_hook(self._registry.pm, channel, "callbacks_after_fork_in_child")
 
     def __repr__(self) -> str:
         return f"<CallbackManager plugins={list(self._registry.channels)}>"
