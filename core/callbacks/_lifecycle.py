@@ -23,6 +23,7 @@ __all__ = [
     "plugin_hook",
     "shutdown_channels",
     "wait_seconds",
+    "wait_until_stopped",
 ]
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,17 @@ def shutdown_channels(
             logger.warning(
                 "callbacks plugin %r did not finish within %.1fs (stuck)", channel.name, timeout
             )
+    return ok
+
+
+def wait_until_stopped(channels: Iterable[PluginChannel], timeout: float) -> bool:
+    """Wait (within ``timeout``) for the workers of channels being shut down to stop; plugins
+    already reported stuck are not waited for again."""
+    deadline = time.monotonic() + wait_seconds(timeout)
+    ok = True
+    for channel in list(channels):
+        if not channel.unfinished:
+            ok = channel.wait_stopped(max(0.0, deadline - time.monotonic())) and ok
     return ok
 
 

@@ -19,6 +19,7 @@ from ._lifecycle import (
     report_problems,
     shutdown_at_exit,
     shutdown_channels,
+    wait_until_stopped,
 )
 from ._registry import Registry
 from ._scope import NOOP_SCOPE, EventScope, TraceScope, _NoopScope
@@ -228,6 +229,10 @@ class CallbackManager:
         events after shutdown are ignored. Returns False if some plugin did not finish."""
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         channels = self._registry.close()
+        if not channels:
+            # Shut down already, or being shut down right now by another caller (the exit hook
+            # a SIGTERM interrupts, say): wait for the workers that shutdown is stopping.
+            return wait_until_stopped(self._registry.channels.values(), timeout)
         ok = shutdown_channels(self._registry.pm, channels, timeout)
         report_problems(channels)
         return ok

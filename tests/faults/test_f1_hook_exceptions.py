@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,11 @@ def test_ctrl_c_during_an_inline_hook_reaches_the_app() -> None:
         @hookimpl
         def on_event_start(self, event) -> None:
             entered.set()
-            release.wait(10.0)
+            # Busy in Python code, so the interrupt lands inside the hook (a blocking wait
+            # would defer it until the wait returns).
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and not release.is_set():
+                pass
 
     def press_ctrl_c() -> None:
         entered.wait(10.0)

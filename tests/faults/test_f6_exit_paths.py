@@ -36,13 +36,22 @@ class SlowWriter:
         time.sleep(0.0002)
         self.file.write(event.id + "\\n")
 
+class Announcer:
+    '''Tells the parent when shutdown has begun (inline: its hook runs at once).'''
+    callbacks_name = "announcer"
+    callbacks_delivery = "inline"
+    @hookimpl
+    def callbacks_shutdown(self, timeout):
+        print("shutting down", flush=True)
+
 if how == "own_handler_before":
     def own(signum, frame):
         print("own handler ran", file=sys.stderr, flush=True)
         sys.exit(3)
     signal.signal(signal.SIGTERM, own)
 
-cm = CallbackManager(plugins=[SlowWriter()], config={"shutdown_timeout": TIMEOUT_S})
+plugins = [SlowWriter(), Announcer()] if how == "sigterm_during_exit" else [SlowWriter()]
+cm = CallbackManager(plugins=plugins, config={"shutdown_timeout": TIMEOUT_S})
 
 if how == "own_handler_after":
     def own(signum, frame):
@@ -55,7 +64,7 @@ for _ in range(n):
         pass
 print("queued", flush=True)
 
-if how == "normal":
+if how in ("normal", "sigterm_during_exit"):
     pass
 elif how == "sys_exit":
     sys.exit(0)
@@ -72,6 +81,9 @@ CASES = {
     "exception": (None, 1),
     "sigint": (signal.SIGINT, -signal.SIGINT),  # as CPython ends on KeyboardInterrupt
     "sigterm": (signal.SIGTERM, -signal.SIGTERM),
+    # SIGTERM while the exit-time shutdown drains (as Pool.terminate does to a worker that is
+    # already leaving): the handler waits for that shutdown instead of cutting it short
+    "sigterm_during_exit": (signal.SIGTERM, -signal.SIGTERM),
     "own_handler_before": (signal.SIGTERM, 3),
     "own_handler_after": (signal.SIGTERM, 4),
 }
@@ -86,6 +98,8 @@ def test_every_exit_path_delivers_every_queued_event(how: str, tmp_path: Path) -
     assert child.stdout is not None and child.stderr is not None
     assert child.stdout.readline().strip() == "queued"
     started = time.monotonic()
+    if how == "sigterm_during_exit":
+        assert child.stdout.readline().strip() == "shutting down"
     if sent is not None:
         os.kill(child.pid, sent)
     status = child.wait(timeout=30)
