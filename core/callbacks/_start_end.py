@@ -32,7 +32,7 @@ def start_pending_event(
     kept = scope.keep_open()
     if kept is not None:
         dispatcher.remember(event_id, scope, previous, *kept)
-    elif scope.running:
+    elif scope.trace_state is not None:
         # Sampled out: its end is expected, so it must not count as an unmatched end.
         dispatcher.remember(event_id, scope, previous, None, scope.trace_state)
     return event_id
