@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EMPTY_ROUTE",
     "MAX_EVENTS_PER_TRACE",
+    "MAX_OPEN_EVENTS_PER_TRACE",
     "MAX_OPEN_TRACES",
     "MAX_TRACE_AGE_S",
     "Dispatcher",
@@ -57,8 +58,10 @@ _MAX_PENDING = 100_000
 # Bounds that keep memory flat whatever the application does wrong; a trace past one of them is
 # retired: closed as abandoned (its open events end with EventAbandoned), and counted in
 # host_stats()["abandoned_traces"]. Later events in its context start traces of their own.
-MAX_EVENTS_PER_TRACE = 20_000
-"""Events one trace may start (its map and durations grow with each)."""
+MAX_EVENTS_PER_TRACE = 100_000
+"""Events one trace may start (its map and durations grow by about 80 bytes with each)."""
+MAX_OPEN_EVENTS_PER_TRACE = 10_000
+"""Events of one trace started and not ended at once (about 800 bytes each, until they end)."""
 MAX_OPEN_TRACES = 10_000
 """Traces open at once (traces that were never ended, in contexts long gone, included)."""
 MAX_TRACE_AGE_S = 3600.0

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ._dispatch import MAX_EVENTS_PER_TRACE, Dispatcher, task_name
+from ._dispatch import MAX_EVENTS_PER_TRACE, MAX_OPEN_EVENTS_PER_TRACE, Dispatcher, task_name
 from ._owner import owner_alive
 from ._trace import Trace, TraceState
 from .events import EMPTY_PAYLOAD, ROOT, Event, EventPhase, EventType
@@ -163,7 +163,10 @@ class EventScope:
                 self._implicit = True
             else:
                 state, parent = frame
-                if state.started >= MAX_EVENTS_PER_TRACE:
+                if (
+                    state.started >= MAX_EVENTS_PER_TRACE
+                    or len(state.open) >= MAX_OPEN_EVENTS_PER_TRACE
+                ):
                     dispatcher.retire(state)
                     state = dispatcher.open_trace(self._type.value, implicit=True)
                     parent = ROOT

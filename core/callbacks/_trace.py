@@ -197,7 +197,7 @@ class TraceState:
         self.owner: Any = None
         """Who opened it with ``start_trace`` (see ``_owner``); ``None`` otherwise."""
         self.started = 0
-        """Events started in it (a trace past ``MAX_EVENTS_PER_TRACE`` is retired)."""
+        """Events started in it (past ``MAX_EVENTS_PER_TRACE`` the trace is retired)."""
 
     def close(self, now_ns: int) -> bool:
         """Mark the trace ended at ``now_ns``; False if it had already ended."""
