@@ -231,3 +231,24 @@ def test_nested_start_trace_still_joins_the_running_trace() -> None:
     assert [t.name for t in recorder.traces] == ["outer"]
     assert {e.trace_id for e in recorder.events} == {outer.id}
     assert cm.host_stats()["abandoned_traces"] == 0
+
+
+def test_a_trace_open_too_long_is_retired_when_another_opens(monkeypatch) -> None:
+    """The age rule (an hour by default; zero here, so any open trace is too old)."""
+    import contextvars
+
+    from callbacks import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_MAX_TRACE_AGE_NS", 0)
+    recorder = RecordingPlugin()
+    cm = CallbackManager(plugins=[recorder])
+    try:
+        forgotten = contextvars.Context().run(cm.start_trace, "forgotten")
+        assert recorder.traces == []
+        with cm.as_trace("next"):
+            pass
+    finally:
+        cm.shutdown(timeout=5.0)
+    assert [t.name for t in recorder.traces] == ["forgotten", "next"]
+    assert forgotten.ended
+    assert cm.host_stats()["abandoned_traces"] == 1
