@@ -241,7 +241,9 @@ def _add_plugin_commands(commands: argparse._SubParsersAction) -> None:  # type:
         try:
             if hook is not None:
                 hook(commands=commands)
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
             logger.warning(
                 "callbacks plugin %r could not add its commands: %s: %s",
                 impl.plugin_name,

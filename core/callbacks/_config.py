@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,14 @@ class HostSettings(BaseModel):
         # Users write lists as LLM_LOAD_PLUGINS and OTEL_TRACES_EXPORTER take them: "a,b".
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("shutdown_timeout")
+    @classmethod
+    def _finite_timeout(cls, value: float) -> float:
+        # An infinite timeout overflows the thread waits at exit, and every queued event is lost.
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number of seconds")
         return value
 
 

@@ -14,6 +14,7 @@ import itertools
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,16 @@ from .events import (
 if TYPE_CHECKING:
     from ._config import HostSettings
 
-__all__ = ["EMPTY_ROUTE", "Dispatcher", "Route", "task_name"]
+__all__ = [
+    "EMPTY_ROUTE",
+    "MAX_EVENTS_PER_TRACE",
+    "MAX_OPEN_EVENTS_PER_TRACE",
+    "MAX_OPEN_TRACES",
+    "MAX_TRACE_AGE_S",
+    "Dispatcher",
+    "Route",
+    "task_name",
+]
 
 _END = EventPhase.END
 _new_tuple = tuple.__new__
@@ -42,6 +52,19 @@ _get_ident = threading.get_ident
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 _MAX_PENDING = 100_000
+
+# Bounds that keep memory flat whatever the application does wrong; a trace past one of them is
+# retired: closed as abandoned (its open events end with EventAbandoned), and counted in
+# host_stats()["abandoned_traces"]. Later events in its context start traces of their own.
+MAX_EVENTS_PER_TRACE = 100_000
+"""Events one trace may start (its map and durations grow by about 80 bytes with each)."""
+MAX_OPEN_EVENTS_PER_TRACE = 10_000
+"""Events of one trace started and not ended at once (about 800 bytes each, until they end)."""
+MAX_OPEN_TRACES = 10_000
+"""Traces open at once (traces that were never ended, in contexts long gone, included)."""
+MAX_TRACE_AGE_S = 3600.0
+"""How long a trace may stay open."""
+_MAX_TRACE_AGE_NS = int(MAX_TRACE_AGE_S * 1e9)
 
 Route = tuple[
     tuple[tuple[Callable[[Calls, Any], None], Calls], ...],
@@ -75,6 +98,7 @@ class Dispatcher:
         "settings",
         "strict",
         "trace_routes",
+        "traces",
     )
 
     def __init__(self, settings: HostSettings) -> None:
@@ -91,13 +115,17 @@ class Dispatcher:
         self.frame: contextvars.ContextVar[tuple[TraceState, str] | None] = contextvars.ContextVar(
             "callbacks_frame", default=None
         )
+        # An OrderedDict finds its oldest entry in O(1); a dict would scan the slots its
+        # removals left behind.
+        self.traces: OrderedDict[TraceState, None] = OrderedDict()
+        """Open traces, oldest first."""
         self.pending: dict[str, tuple[Any, Any, Event | None, TraceState]] = {}
         """Events of the start/end API awaiting their end:
         ``{id: (scope, previous frame, start event, trace)}``."""
         # itertools.count increments atomically under the GIL, so these stay exact across threads.
         self.counts = {
             name: itertools.count()
-            for name in ("traces", "sampled_out", "abandoned", "unmatched_ends")
+            for name in ("traces", "sampled_out", "abandoned", "abandoned_traces", "unmatched_ends")
         }
 
     def install(
@@ -206,12 +234,42 @@ class Dispatcher:
         sampled = rate >= 1.0 or random.random() < rate
         trace = Trace(name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled)
         state = TraceState(trace)
+        traces = self.traces
+        traces[state] = None
         next(self.counts["traces"])
         if sampled:
             self.deliver(self.trace_routes[0], trace)
         else:
             next(self.counts["sampled_out"])
+        self._retire_stale(trace._start_time_ns)
         return state
+
+    def _retire_stale(self, now_ns: int) -> None:
+        # The oldest open trace comes first; a few per call keep every call cheap.
+        traces = self.traces
+        for _ in range(4):
+            try:
+                oldest = next(iter(traces))
+            except (StopIteration, RuntimeError):  # empty, or changed by another thread
+                return
+            too_old = now_ns - oldest.trace._start_time_ns > _MAX_TRACE_AGE_NS
+            if not too_old and len(traces) <= MAX_OPEN_TRACES:
+                return
+            self.retire(oldest)
+
+    def retire(self, state: TraceState) -> None:
+        """Close a stale trace as abandoned (counted): its unfinished events end with
+        :class:`EventAbandoned`, then the trace ends."""
+        self.traces.pop(state, None)
+        if state.ended:
+            return
+        next(self.counts["abandoned_traces"])
+        for event_id in list(state.open):
+            self.pending.pop(event_id, None)
+            start = state.open.get(event_id)
+            if start is not None:
+                self.abandon(start, state)
+        self.close_trace(state)
 
     def close_trace(self, state: TraceState) -> None:
         """Abandon the trace's unfinished events, end it, and deliver ``on_trace_end``."""
@@ -222,8 +280,19 @@ class Dispatcher:
             start = state.open.get(event_id)
             if start is not None:
                 self.abandon(start, state)
+        self.traces.pop(state, None)
         if state.close(_monotonic_ns()) and state.sampled:
             self.deliver(self.trace_routes[1], state.trace)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the traces open at the fork, and their events, are the parent's,
+        which ends and delivers them. Here they end silently; new events start new traces."""
+        now = _monotonic_ns()
+        for state in list(self.traces):
+            state.open.clear()
+            state.close(now)
+        self.traces.clear()
+        self.pending.clear()
 
     def current(self) -> tuple[TraceState, str] | None:
         """The running trace and the current parent id in this context, if a trace runs."""
@@ -241,6 +310,7 @@ class Dispatcher:
             var.set(None if old is contextvars.Token.MISSING else old)
 
     def host_stats(self) -> dict[str, int]:
-        """traces, sampled_out, abandoned, unmatched_ends, and events pending an end."""
+        """traces, sampled_out, abandoned (events), abandoned_traces, unmatched_ends, and events
+        pending an end."""
         counts = {name: count_value(counter) for name, counter in self.counts.items()}
         return {**counts, "pending": len(self.pending)}

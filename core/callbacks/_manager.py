@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,10 +17,12 @@ from ._dispatch import Dispatcher
 from ._env import DISABLED_ENV, STRICT_ENV, env_true
 from ._errors import ConfigError
 from ._lifecycle import (
+    call_lifecycle_hook,
     flush_channels,
     report_problems,
     shutdown_at_exit,
-    shutdown_channel,
+    shutdown_channels,
+    wait_until_stopped,
 )
 from ._registry import Registry
 from ._scope import NOOP_SCOPE, EventScope, TraceScope, _NoopScope
@@ -161,8 +163,7 @@ class CallbackManager:
         logger.error("callbacks: configuration error (every plugin is off): %s", error)
 
     def _registry_shutdown(self) -> None:
-        for channel in self._registry.close():
-            shutdown_channel(self._registry.pm, channel, time.monotonic() + 1.0, 1.0)
+        shutdown_channels(self._registry.pm, self._registry.close(), 1.0)
 
     # -- plugins -------------------------------------------------------------------------------
 
@@ -189,7 +190,7 @@ class CallbackManager:
         if channel is None:
             return None
         try:
-            shutdown_channel(self._registry.pm, channel, time.monotonic() + timeout, timeout)
+            shutdown_channels(self._registry.pm, [channel], timeout)
         finally:
             self._registry.forget(channel)
         return channel.plugin
@@ -332,10 +333,11 @@ class CallbackManager:
         events after shutdown are ignored. Returns False if some plugin did not finish."""
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         channels = self._registry.close()
-        deadline = time.monotonic() + timeout
-        ok = True
-        for channel in channels:
-            ok = shutdown_channel(self._registry.pm, channel, deadline, timeout) and ok
+        if not channels:
+            # Shut down already, or being shut down right now by another caller (the exit hook
+            # a SIGTERM interrupts, say): wait for the workers that shutdown is stopping.
+            return wait_until_stopped(self._registry.channels.values(), timeout)
+        ok = shutdown_channels(self._registry.pm, channels, timeout)
         report_problems(channels)
         return ok
 
@@ -357,6 +359,13 @@ class CallbackManager:
     def host_stats(self) -> dict[str, int]:
         """The host's own counters: traces, sampled_out, abandoned, unmatched_ends, pending."""
         return self._dispatcher.host_stats()
+
+    def _after_fork_in_child(self) -> None:
+        # Called by _lifecycle in a forked child, after the channels got fresh workers.
+        self._registry.lock = threading.RLock()
+        self._dispatcher.after_fork_in_child()
+        for channel in list(self._registry.channels.values()):
+            call_lifecycle_hook(self._registry.pm, channel, "callbacks_after_fork_in_child")
 
     def __repr__(self) -> str:
         return f"<CallbackManager plugins={list(self._registry.channels)}>"

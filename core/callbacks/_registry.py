@@ -119,7 +119,9 @@ class Registry:
                 logger.error(
                     "callbacks: configuration error (plugin %r is off): %s", entry.name, error
                 )
-            except Exception as error:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # sys.exit() in a plugin's import stops only it
                 entry.active = False
                 entry.reason = "failed to load"
                 entry.error = f"{type(error).__name__}: {error}"

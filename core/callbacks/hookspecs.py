@@ -90,6 +90,17 @@ def callbacks_shutdown(timeout: float) -> None:
 
 
 @hookspec
+def callbacks_after_fork_in_child() -> None:
+    """Runs in a child process right after ``os.fork()`` (also a ``multiprocessing`` worker
+    started by fork), before anything else there uses the plugin, on the thread that forked.
+    Only that thread exists in the child: a lock another thread held at the fork (the plugin's
+    worker, say) stays held forever. Re-create your locks here, and drop state that belongs to
+    the parent (open files, network clients, runs). The host has already given the plugin a
+    fresh queue and worker; traces open at the fork stay the parent's (the child never ends
+    them), and the child's own events start traces of their own."""
+
+
+@hookspec
 def callbacks_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add subcommands to the ``callbacks`` command line. ``commands`` is the argparse
     sub-parsers object: call ``commands.add_parser(name, help=...)``, add arguments, and

@@ -50,6 +50,11 @@ class DebugPlugin:
         self._manager = manager
 
     @hookimpl
+    def callbacks_after_fork_in_child(self) -> None:
+        """A lock that another thread held at the fork stays held in the child: start afresh."""
+        self._lock = threading.Lock()
+
+    @hookimpl
     def on_trace_start(self, trace: Trace) -> None:
         """Open the trace's log."""
         with self._lock:
