@@ -12,7 +12,7 @@ from typing import Any
 from callbacks import CallbackManager, EventPayload, EventType
 
 from .case import Case
-from .plugins import NoopBackground, NoopInline
+from .plugins import NoopBackground, NoopInline, NoopRedactor
 from .timing import Fixture
 from .workload import COMPLETION, MODEL, PROMPT
 
@@ -87,6 +87,10 @@ def _inline(tmp: Path) -> Fixture:
     return _with_plugins([("noop", NoopInline())])
 
 
+def _redact(tmp: Path) -> Fixture:
+    return _with_plugins([("noop", NoopInline()), ("redact", NoopRedactor())])
+
+
 def _background(tmp: Path) -> Fixture:
     return _with_plugins([("noop", NoopBackground())])
 
@@ -139,6 +143,14 @@ def _sinks(tmp: Path) -> Fixture:
 CASES = [
     Case("callbacks_0", "callbacks: 0 plugins", "callbacks", EVENT_PAIR, _no_plugins),
     Case("callbacks_inline", "callbacks: 1 inline no-op plugin", "callbacks", EVENT_PAIR, _inline),
+    Case(
+        "callbacks_redact",
+        "callbacks: 1 inline no-op plugin + 1 no-op redaction hook",
+        "callbacks",
+        EVENT_PAIR,
+        _redact,
+        note="the cost of callbacks_redact itself (compare with callbacks_inline)",
+    ),
     Case(
         "callbacks_background",
         "callbacks: 1 background no-op plugin",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from callbacks import Event, hookimpl
 
-__all__ = ["NoopBackground", "NoopInline"]
+__all__ = ["NoopBackground", "NoopInline", "NoopRedactor"]
 
 
 class NoopInline:
@@ -25,3 +25,13 @@ class NoopBackground(NoopInline):
     """The same, on the plugin's own worker thread."""
 
     callbacks_delivery = "background"
+
+
+class NoopRedactor:
+    """A redaction hook that keeps every payload as it is: the cost of the hook itself."""
+
+    callbacks_delivery = "inline"
+
+    @hookimpl
+    def callbacks_redact(self, payload: object) -> None:
+        """Keeps the payload."""

@@ -23,6 +23,7 @@ EXPECTED_CASES = [
     "bookkeeping_floor",
     "callbacks_0",
     "callbacks_inline",
+    "callbacks_redact",
     "callbacks_background",
     "callbacks_builtins",
     "callbacks_sinks",

@@ -73,7 +73,8 @@ def test_config_shows_sources_and_masks_secrets(tmp_path) -> None:
     result = run_cli("config", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "sk-cli-secret" not in result.stdout + result.stderr
-    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    table = result.stdout.split("\n\n")[0]
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
     assert "99" in rows["queue_size"] and "callbacks.toml queue_size" in rows["queue_size"]
     assert "********" in rows["example.api_key"]
     assert "CALLBACKS_EXAMPLE__API_KEY" in rows["example.api_key"]

@@ -21,12 +21,14 @@ class Terminal(io.StringIO):
 
 @pytest.fixture
 def debugged(make_manager):
-    """A manager with a debug plugin printing to a buffer; returns (manager, plugin, buffer)."""
+    """A manager with a debug plugin printing to a buffer (``print_trace`` on unless the test
+    says otherwise); returns (manager, plugin, buffer)."""
 
     def make(debug_config: dict | None = None, stream: io.StringIO | None = None, **host):
         stream = stream if stream is not None else io.StringIO()
         plugin = DebugPlugin(stream=stream)
-        manager = make_manager(plugin, config={"debug": debug_config or {}, **host})
+        debug = {"print_trace": True, **(debug_config or {})}
+        manager = make_manager(plugin, config={"debug": debug, **host})
         return manager, plugin, stream
 
     return make

@@ -27,8 +27,9 @@ def _section(heading: str) -> str:
 
 
 def test_the_hookspecs_are_the_ones_the_docs_are_checked_against() -> None:
-    # Guards the collection above: 15 types x 2 phases, 4 generic, 5 lifecycle.
-    assert len(HOOKSPECS) == 2 * len(EventType) + 4 + 5
+    # Guards the collection above: 15 types x 2 phases, 4 generic, 7 lifecycle (with redact
+    # and after-fork).
+    assert len(HOOKSPECS) == 2 * len(EventType) + 4 + 7
 
 
 @pytest.mark.parametrize("hook", HOOKSPECS)

@@ -184,13 +184,17 @@ def test_save_finetuning_events_writes_every_recorded_line(
     assert not (tmp_path / "ft.jsonl").exists()
 
 
-def test_default_path_is_in_the_working_directory(make_manager, tmp_path, monkeypatch):
+def test_by_default_examples_stay_in_memory_and_no_file_is_written(
+    make_manager, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     cm = make_manager(load_entrypoints=True, config={"plugins": ["finetuning"]})
     llm_call(cm, {P.PROMPT: "hello"}, {P.COMPLETION: "hi"})
     cm.flush()
-    assert cm.get_plugin("finetuning").path.name == "finetuning_events.jsonl"
-    assert len(lines_of(tmp_path / "finetuning_events.jsonl")) == 1
+    plugin = cm.get_plugin("finetuning")
+    assert plugin.path is None
+    assert [e["messages"][-1]["content"] for e in plugin.finetuning_events] == ["hi"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_path_from_the_environment_disables_the_file(monkeypatch, tmp_path) -> None:

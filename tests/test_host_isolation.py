@@ -33,12 +33,12 @@ def test_handler_exception_does_not_reach_caller_and_is_counted(recorder, caplog
         assert app() == "answer"
     cm.shutdown()
     assert len([e for e in recorder.events if e.type is EventType.LLM]) == 100
-    stats = cm.stats()["Raiser"]
+    stats = cm.stats()["raiser"]
     assert stats["errors"] == 50
     assert stats["errors_by_hook"] == {"on_llm_start": 50}
     logged = [r for r in caplog.records if "handler bug" in r.getMessage()]
     assert len(logged) == 1, "errors are rate-limited to one log line per hook per interval"
-    assert "Raiser" in logged[0].getMessage()
+    assert "raiser" in logged[0].getMessage()
 
 
 def test_background_handler_exception_is_counted_and_isolated(recorder) -> None:
@@ -49,7 +49,7 @@ def test_background_handler_exception_is_counted_and_isolated(recorder) -> None:
     with cm.event(EventType.LLM):
         pass
     assert cm.flush(2.0)
-    assert cm.stats()["BackgroundRaiser"]["errors"] == 1
+    assert cm.stats()["backgroundraiser"]["errors"] == 1
     assert len(recorder.events) == 2
     cm.shutdown()
 
@@ -105,7 +105,7 @@ def test_handler_cannot_change_the_payload_another_handler_sees() -> None:
         original[EventPayload.PROMPT] = "changed by the app after start"
     cm.shutdown()
     assert seen == [{EventPayload.PROMPT: "hi"}]
-    assert cm.stats()["Mutator"]["errors"] == 2
+    assert cm.stats()["mutator"]["errors"] == 2
 
 
 class Blocker:
@@ -133,7 +133,7 @@ def test_blocked_background_handler_does_not_block_the_caller(caplog) -> None:
         for _ in range(10_000):
             with cm.event(EventType.LLM):
                 pass
-        stats = cm.stats()["Blocker"]
+        stats = cm.stats()["blocker"]
         assert stats["queue_depth"] == 100
         assert stats["dropped"] == 10_000 - 100
         started = time.monotonic()
@@ -142,7 +142,7 @@ def test_blocked_background_handler_does_not_block_the_caller(caplog) -> None:
         elapsed = time.monotonic() - started
         assert not finished
         assert elapsed < 1.5
-        assert cm.stats()["Blocker"]["stuck"] is True
+        assert cm.stats()["blocker"]["stuck"] is True
         warning = " ".join(r.getMessage() for r in caplog.records)
         assert "9900 dropped" in warning and "stuck" in warning
     finally:
@@ -167,7 +167,7 @@ def test_drop_oldest_policy_keeps_the_newest_events() -> None:
     for n in range(100):
         with cm.event(EventType.LLM, payload={"n": n}):
             pass
-    assert cm.stats()["Keeper"]["dropped"] == 90
+    assert cm.stats()["keeper"]["dropped"] == 90
     keeper.release.set()
     assert cm.flush(5)
     assert seen == [-1, *range(90, 100)]

@@ -79,7 +79,7 @@ def test_200k_events_keep_memory_bounded_and_release_traces() -> None:
     del trace
     assert cm.flush(30)
     assert counter.count == 20_000 * 20 + 200 * 2
-    assert cm.stats()["Counter"]["dropped"] == 0
+    assert cm.stats()["counter"]["dropped"] == 0
     gc.collect()
     assert all(ref() is None for ref in refs), "finished traces must be released"
     assert cm.host_stats()["pending"] == 0
@@ -214,4 +214,4 @@ def test_payload_masks_apply_before_plugins_see_the_payload(recorder) -> None:
     cm.shutdown()
     start, end = recorder.events
     assert start.payload[EventPayload.PROMPT] == "<hidden>"
-    assert end.payload[EventPayload.COMPLETION] == "a lon…"
+    assert end.payload[EventPayload.COMPLETION] == "a lo…"  # at most max_payload_chars

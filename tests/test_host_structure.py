@@ -155,8 +155,8 @@ def test_lifecycle_hooks_may_declare_any_subset_of_their_arguments() -> None:
     assert cm.shutdown(5.0)
     assert [name for name, _ in calls] == ["configure", "event", "flush", "shutdown"]
     assert calls[0][1] == (cm,)
-    assert calls[3][1] == ("callbacks-Terse",), "shutdown runs on the plugin's own worker"
-    assert cm.stats()["Terse"]["errors"] == 0
+    assert calls[3][1] == ("callbacks-terse",), "shutdown runs on the plugin's own worker"
+    assert cm.stats()["terse"]["errors"] == 0
 
 
 def test_unregister_runs_a_shutdown_hook_that_takes_no_arguments() -> None:
@@ -178,10 +178,10 @@ def test_unregister_runs_a_shutdown_hook_that_takes_no_arguments() -> None:
     for _ in range(5):
         with cm.event(EventType.LLM):
             pass
-    assert cm.unregister("Closer") is plugin
+    assert cm.unregister("closer") is plugin
     assert seen == ["event"] * 5 + ["shutdown"], "queued events first, then the shutdown hook"
     assert not cm.pluginmanager.is_registered(plugin)
-    assert cm.get_plugin("Closer") is None
+    assert cm.get_plugin("closer") is None
     cm.shutdown()
     assert seen.count("shutdown") == 1
 

@@ -29,12 +29,12 @@ def test_readme_plugin_example_is_under_20_lines_and_works(monkeypatch) -> None:
     plugin = module.SlowCalls()
     cm = CallbackManager(plugins=[plugin])
     try:
-        assert cm.name_of(plugin) == "SlowCalls"
+        assert cm.name_of(plugin) == "slowcalls"
         with cm.event(EventType.LLM) as first:
             pass
         with cm.event(EventType.RETRIEVE):
             pass
         assert plugin.slow == [first.id]
-        assert cm.delivery_mode("SlowCalls") == "inline"
+        assert cm.delivery_mode("slowcalls") == "inline"
     finally:
         cm.shutdown()

@@ -318,7 +318,7 @@ def test_raising_plugin_never_affects_the_stream(api, make_manager, recorder, cl
         callbacks_anthropic.uninstrument()
     assert text == "ok"
     assert len(recorder.ends(EventType.LLM)) == 1
-    assert manager.stats()["_RaisingPlugin"]["errors"] == 2
+    assert manager.stats()["_raisingplugin"]["errors"] == 2
 
 
 def test_messages_parse_is_reported(api, cm, client, recorder):

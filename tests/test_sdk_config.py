@@ -61,6 +61,7 @@ def test_instrument_from_callbacks_toml(process, tmp_path):
 def test_sdk_not_installed_is_a_config_error_naming_it(process):
     process.setenv("CALLBACKS_INSTRUMENT", "openai,anthropic")
     process.setitem(sys.modules, "anthropic", None)  # as if it were not installed
+    process.setenv("CALLBACKS_STRICT", "1")  # in an application it is logged instead (issue 15)
 
     with pytest.raises(ConfigError) as caught:
         callbacks.get_manager()
@@ -73,6 +74,11 @@ def test_sdk_not_installed_is_a_config_error_naming_it(process):
 
 def test_unknown_sdk_name_is_a_config_error_listing_the_choices(process):
     process.setenv("CALLBACKS_INSTRUMENT", "openia")
+    # In an application the error is logged, never raised (issue 15); strict mode raises.
+    assert "'openia'" in (callbacks.get_manager().config_error or "")
+    assert not callbacks_openai.instrumented()
+    callbacks.reset_manager()
+    process.setenv("CALLBACKS_STRICT", "1")
     with pytest.raises(ConfigError, match=r"'openia'.*expected some of: openai, anthropic"):
         callbacks.get_manager()
     assert not callbacks_openai.instrumented()

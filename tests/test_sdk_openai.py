@@ -424,7 +424,7 @@ def test_raising_plugin_never_affects_the_call(api, make_manager, recorder, clie
         callbacks_openai.uninstrument()
     assert result.choices[0].message.content == "Paris" and text == "Paris"
     assert len(recorder.ends(EventType.LLM)) == 2
-    errors = manager.stats()["_RaisingPlugin"]["errors"]
+    errors = manager.stats()["_raisingplugin"]["errors"]
     assert errors == 4
 
 

@@ -60,6 +60,13 @@ class _Control:
 
 
 _STOP = object()
+_main_thread_id = threading.main_thread().ident
+
+
+def _is_main_thread() -> bool:
+    return threading.get_ident() == _main_thread_id
+
+
 _channels: weakref.WeakSet[PluginChannel] = weakref.WeakSet()
 
 
@@ -98,6 +105,8 @@ class PluginChannel:
         self._suppressed: dict[str, int] = {}
         self._pending_strict: HandlerError | None = None
         self._closed = False
+        self.unfinished = False
+        """Set when this plugin's shutdown did not finish in time (reported as stuck)."""
         self.settings: Any = None
         self.event_calls: dict[Any, dict[Any, Calls]] = {}
         """``{phase: {event type: calls}}``, set by the registry; read by the worker."""
@@ -117,7 +126,12 @@ class PluginChannel:
         for hook, fn in calls:
             try:
                 fn(item)
-            except Exception as error:
+            except BaseException as error:
+                # Everything a hook raises is the plugin's (SystemExit, CancelledError,
+                # GeneratorExit too), except the user's Ctrl-C: SIGINT raises KeyboardInterrupt
+                # on the main thread, wherever it happens to be running.
+                if type(error) is KeyboardInterrupt and _is_main_thread():
+                    raise
                 self.record_error(hook, error)
         if count:
             next(self._delivered)
@@ -186,10 +200,16 @@ class PluginChannel:
                 self._count_drop()
                 return
             try:
-                queue.popleft()
+                oldest = queue.popleft()
             except IndexError:
                 pass
             else:
+                if type(oldest) is not Event and type(oldest) is not tuple:
+                    # A flush or stop marker is never dropped: it goes back to the head, and
+                    # the newest event gives way instead.
+                    queue.appendleft(oldest)
+                    self._count_drop()
+                    return
                 self._count_drop()
         queue.append(item)
         if (depth >= self._signal_at or self._sleeping) and not self._wakeup.is_set():
@@ -201,6 +221,20 @@ class PluginChannel:
             self.dropped += 1
 
     def _run(self) -> None:
+        while True:
+            try:
+                if self._serve():
+                    return
+            except BaseException as error:  # the worker never dies: count it, keep serving
+                self._busy_since = 0.0
+                try:
+                    self.record_error("worker", error)
+                except BaseException:  # pragma: no cover - strict mode or a broken logger
+                    pass
+
+    def _serve(self) -> bool:
+        """Serve the queue until the stop marker (True); :meth:`_run` restarts it if anything
+        escapes."""
         queue = self._queue
         wakeup = self._wakeup
         idle_rounds = 0
@@ -225,15 +259,15 @@ class PluginChannel:
                 continue
             if item is _STOP:
                 self._stopped.set()
-                return
+                return True
             if isinstance(item, _Control):
-                if item.action is not None:
-                    self._busy_since = time.monotonic()
-                    try:
+                try:
+                    if item.action is not None:
+                        self._busy_since = time.monotonic()
                         item.action()
-                    finally:
-                        self._busy_since = 0.0
-                item.done.set()
+                finally:
+                    self._busy_since = 0.0
+                    item.done.set()
                 continue
             calls, arg = item
             self._busy_since = time.monotonic()
@@ -244,6 +278,32 @@ class PluginChannel:
         """True when called from this plugin's own worker thread."""
         return threading.current_thread() is getattr(self, "_thread", None)
 
+    def post(self, action: Callable[[], Any] | None) -> threading.Event | None:
+        """Queue ``action`` to run on this plugin's worker after everything queued so far, and
+        return at once: the returned event is set once it has run (``None`` if the worker is
+        gone). An inline plugin has no worker: a short-lived daemon thread runs ``action``, so a
+        hung hook holds nobody past their timeout."""
+        if self.mode == "inline":
+            done = threading.Event()
+
+            def run() -> None:
+                try:
+                    if action is not None:
+                        action()
+                finally:
+                    done.set()
+
+            name = f"callbacks-{self.name}-lifecycle"
+            threading.Thread(target=run, name=name, daemon=True).start()
+            return done
+        if not self._thread.is_alive():
+            return None
+        control = _Control(action)
+        self._queue.append(control)
+        self._sleeping = False
+        self._wakeup.set()
+        return control.done
+
     def run_on_worker(self, action: Callable[[], Any] | None, timeout: float) -> bool:
         """Run ``action`` on this plugin's thread after everything queued so far; wait at most
         ``timeout`` seconds. Inline plugins run it here. Returns False on time-out."""
@@ -251,24 +311,29 @@ class PluginChannel:
             if action is not None:
                 action()
             return True
-        if not self._thread.is_alive():
-            return False
-        control = _Control(action)
-        self._queue.append(control)
-        self._sleeping = False
-        self._wakeup.set()
-        return control.done.wait(timeout)
+        done = self.post(action)
+        return done is not None and done.wait(timeout)
 
-    def stop(self, timeout: float) -> bool:
-        """Stop the worker after the queue drains; False if it did not stop in ``timeout``."""
+    def request_stop(self) -> None:
+        """Refuse new items, and stop the worker once the queue has drained (returns at once)."""
         self._closed = True
         if self.mode == "inline":
-            return True
+            return
         self._queue.append(_STOP)
         self._sleeping = False
         self._wakeup.set()
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the worker to stop; False if it did not."""
+        if self.mode == "inline":
+            return True
         self._thread.join(max(0.0, timeout))
         return not self._thread.is_alive()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the worker after the queue drains; False if it did not stop in ``timeout``."""
+        self.request_stop()
+        return self.wait_stopped(timeout)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -284,8 +349,10 @@ class PluginChannel:
 
     @property
     def stuck(self) -> bool:
-        """True when one hook call has been running for more than 5 seconds, or the worker
-        did not stop when asked."""
+        """True when one hook call has been running for more than 5 seconds, or the plugin
+        did not finish its shutdown in time."""
+        if self.unfinished:
+            return True
         if self.mode != "background":
             return False
         busy = self._busy_since
@@ -301,7 +368,9 @@ class PluginChannel:
         if callable(own):
             try:
                 extra = {"plugin": dict(own())}
-            except Exception as error:
+            except BaseException as error:
+                if type(error) is KeyboardInterrupt and _is_main_thread():
+                    raise
                 extra = {"plugin": {"error": repr(error)}}
         return {
             **extra,

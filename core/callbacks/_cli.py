@@ -1,4 +1,4 @@
-"""The ``callbacks`` command: list plugins and show the effective configuration; installed plugins
+"""The ``callbacks`` command: list plugins, show and check the configuration; installed plugins
 add their own subcommands (the built-in demo plugin adds ``callbacks demo``)."""
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 def _plugin_rows() -> list[dict[str, Any]]:
+    """One row per installed plugin. A plugin whose section is bad is listed as turned off by a
+    configuration error (then :class:`ConfigError` is raised after the listing is printed)."""
     from ._manager import CallbackManager
 
-    manager = CallbackManager(load_entrypoints=True)
+    manager = CallbackManager(load_entrypoints=True, config_errors="log")
+    if manager.config_error is not None:
+        raise ConfigError(manager.config_error)
     try:
         rows = []
         registered = manager.list_plugins()
@@ -54,12 +58,13 @@ def _print_table(rows: list[list[str]], headers: list[str], out: TextIO) -> None
 
 def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     rows = _plugin_rows()
+    exit_status = _report_config_errors(rows)
     if args.json:
         out.write(json.dumps(rows, indent=2) + "\n")
-        return 0
+        return exit_status
     if not rows:
         out.write("No plugins installed (entry-point group 'callbacks').\n")
-        return 0
+        return exit_status
     table = []
     for row in rows:
         status = "active" if row["active"] else "inactive"
@@ -74,7 +79,15 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
             ]
         )
     _print_table(table, ["NAME", "DISTRIBUTION", "DELIVERY", "STATUS", "HOOKS"], out)
-    return 0
+    return exit_status
+
+
+def _report_config_errors(rows: list[dict[str, Any]]) -> int:
+    """Write one line per plugin turned off by its configuration; 2 if any, else 0."""
+    failed = [row for row in rows if row["reason"] == "configuration error"]
+    for row in failed:
+        sys.stderr.write(f"callbacks: configuration error: {row['error']}\n")
+    return 2 if failed else 0
 
 
 def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
@@ -87,15 +100,93 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
             {name: manager.settings_model(name) for name in names},
             {name: manager.plugin_settings(name) for name in names},
         )
+        files = [(str(path), status) for path, status in manager.config.files]
     finally:
         manager.shutdown(1.0)
     if args.json:
-        data = [{"key": k, "value": v, "source": s} for k, v, s in rows]
+        data = {
+            "settings": [{"key": k, "value": v, "source": s} for k, v, s in rows],
+            "files": [{"path": path, "status": status} for path, status in files],
+        }
         out.write(json.dumps(data, indent=2, default=str) + "\n")
         return 0
     table = [[k, json.dumps(v, default=str), s] for k, v, s in rows]
     _print_table(table, ["KEY", "VALUE", "SOURCE"], out)
+    out.write("\nConfiguration files looked for (highest priority first):\n")
+    for path, status in files:
+        out.write(f"  {path}: {status}\n")
     return 0
+
+
+def _check_plugin(entry: Any, config: Any) -> str | None:
+    """Import one installed plugin, validate its hooks and its settings section; the problem,
+    or ``None``."""
+    import pluggy
+
+    from . import hookspecs
+
+    try:
+        plugin = entry.load()
+        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm.add_hookspecs(hookspecs)
+        pm.register(plugin, entry.name)
+        pm.check_pending()
+        declare = getattr(plugin, "callbacks_settings", None)
+        model = declare() if callable(declare) else None
+    except (Exception, SystemExit) as error:
+        return f"plugin {entry.name!r} failed to load: {type(error).__name__}: {error}"
+    try:
+        config.settings_for(entry.name, model)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    """Validate the whole configuration (host keys, every installed plugin and its section)
+    without starting anything; exit 0 when all is well, else 2 with one line per problem."""
+    from ._config import load_config
+    from ._discovery import discover, select
+
+    config = load_config()
+    installed = discover()
+    problems: list[str] = []
+    try:
+        config.check_sections(entry.name for entry in installed)
+    except ConfigError as error:
+        problems.append(str(error))
+    origins = config.host_origins
+    try:
+        select(
+            installed,
+            config.host,
+            origins["plugins"].describe() if "plugins" in origins else "",
+            disable_origin=origins["disable"].describe() if "disable" in origins else "",
+        )
+    except ConfigError as error:
+        problems.append(str(error))
+    rows = []
+    for entry in installed:
+        problem = _check_plugin(entry, config)
+        if config.host.disabled:
+            status = "off (CALLBACKS_DISABLED)"
+        else:
+            status = "active" if entry.active else f"inactive ({entry.reason or 'not selected'})"
+        if problem is not None and (entry.active or "failed to load" not in problem):
+            problems.append(problem)
+            status += ": ERROR"
+        elif problem is not None:
+            status += ": does not load"
+        distribution = f"{entry.distribution or '?'} {entry.version or ''}".strip()
+        rows.append([entry.name, distribution, status])
+    if rows:
+        _print_table(rows, ["NAME", "DISTRIBUTION", "STATUS"], out)
+    read = [str(path) for path, status in config.files if status == "read"]
+    out.write(f"Configuration files read: {', '.join(read) or 'none'}\n")
+    for problem in problems:
+        sys.stderr.write(f"callbacks: configuration error: {problem}\n")
+    out.write("Configuration OK\n" if not problems else f"{len(problems)} problem(s) found\n")
+    return 2 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="show effective settings and where each came from")
     config.add_argument("--json", action="store_true", help="machine-readable output")
     config.set_defaults(run=_cmd_config)
+
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration and every installed plugin's settings (exit 0 or 2)",
+    )
+    check.set_defaults(run=_cmd_check)
     _add_plugin_commands(commands)
     return parser
 
@@ -144,7 +241,9 @@ def _add_plugin_commands(commands: argparse._SubParsersAction) -> None:  # type:
         try:
             if hook is not None:
                 hook(commands=commands)
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
             logger.warning(
                 "callbacks plugin %r could not add its commands: %s: %s",
                 impl.plugin_name,
@@ -162,14 +261,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(out)
         return 0
-    if args.command in ("plugins", "config"):
-        # Load failures are part of the listing; do not repeat them as log lines.
-        logging.getLogger("callbacks").setLevel(logging.ERROR)
+    host_logger = logging.getLogger("callbacks")
+    level = host_logger.level
+    if args.command in ("plugins", "config", "check"):
+        # Load failures and configuration errors are part of the output; no log lines.
+        host_logger.setLevel(logging.CRITICAL)
     try:
         return int(args.run(args, out))
     except ConfigError as error:
         sys.stderr.write(f"callbacks: configuration error: {error}\n")
         return 2
+    finally:
+        host_logger.setLevel(level)  # main() may run inside a process that keeps logging
 
 
 if __name__ == "__main__":

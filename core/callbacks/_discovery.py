@@ -63,18 +63,29 @@ def discover(group: str = ENTRY_POINT_GROUP) -> list[InstalledPlugin]:
     return [found[name] for name in sorted(found)]
 
 
-def select(installed: Iterable[InstalledPlugin], host: HostSettings, origin: str = "") -> None:
+def select(
+    installed: Iterable[InstalledPlugin],
+    host: HostSettings,
+    origin: str = "",
+    *,
+    disable_origin: str = "",
+) -> None:
     """Mark each plugin active or not, with the reason. Raises :class:`ConfigError` for a name
-    in ``plugins`` or ``disable`` that is not installed."""
+    in ``plugins`` (set in ``origin``) or ``disable`` (set in ``disable_origin``) that is not
+    installed, with the closest installed name."""
+    from ._config import suggest
+
     plugins = list(installed)
     names = {p.name for p in plugins}
+    sources = {"plugins": origin, "disable": disable_origin}
     for key, wanted in (("plugins", host.plugins or []), ("disable", host.disable)):
         unknown = sorted(set(wanted) - names)
         if unknown:
-            where = f" (from {origin})" if origin and key == "plugins" else ""
+            where = f" (from {sources[key]})" if sources[key] else ""
             raise ConfigError(
-                f"{key} names {', '.join(map(repr, unknown))}{where}, which is not installed; "
-                f"installed plugins: {', '.join(sorted(names)) or 'none'}"
+                f"{key} names {', '.join(map(repr, unknown))}{where}, which is not installed"
+                f"{suggest(unknown[0], names)}; installed plugins: "
+                f"{', '.join(sorted(names)) or 'none'}"
             )
     for plugin in plugins:
         if plugin.name in host.disable:

@@ -14,16 +14,16 @@ import itertools
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Calls, count_value
+from ._privacy import PayloadPolicy
 from ._trace import Trace, TraceState
 from .events import (
     EMPTY_PAYLOAD,
-    INPUT_KEYS,
-    OUTPUT_KEYS,
     Event,
     EventAbandoned,
     EventPhase,
@@ -33,7 +33,16 @@ from .events import (
 if TYPE_CHECKING:
     from ._config import HostSettings
 
-__all__ = ["EMPTY_ROUTE", "Dispatcher", "Route", "task_name"]
+__all__ = [
+    "EMPTY_ROUTE",
+    "MAX_EVENTS_PER_TRACE",
+    "MAX_OPEN_EVENTS_PER_TRACE",
+    "MAX_OPEN_TRACES",
+    "MAX_TRACE_AGE_S",
+    "Dispatcher",
+    "Route",
+    "task_name",
+]
 
 _END = EventPhase.END
 _new_tuple = tuple.__new__
@@ -42,8 +51,20 @@ _monotonic_ns = time.monotonic_ns
 _get_ident = threading.get_ident
 _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
-_HIDDEN = "<hidden>"
 _MAX_PENDING = 100_000
+
+# Bounds that keep memory flat whatever the application does wrong; a trace past one of them is
+# retired: closed as abandoned (its open events end with EventAbandoned), and counted in
+# host_stats()["abandoned_traces"]. Later events in its context start traces of their own.
+MAX_EVENTS_PER_TRACE = 100_000
+"""Events one trace may start (its map and durations grow by about 80 bytes with each)."""
+MAX_OPEN_EVENTS_PER_TRACE = 10_000
+"""Events of one trace started and not ended at once (about 800 bytes each, until they end)."""
+MAX_OPEN_TRACES = 10_000
+"""Traces open at once (traces that were never ended, in contexts long gone, included)."""
+MAX_TRACE_AGE_S = 3600.0
+"""How long a trace may stay open."""
+_MAX_TRACE_AGE_NS = int(MAX_TRACE_AGE_S * 1e9)
 
 Route = tuple[
     tuple[tuple[Callable[[Calls, Any], None], Calls], ...],
@@ -64,14 +85,6 @@ def task_name() -> str | None:
     return task.get_name() if task is not None else None
 
 
-def _truncate(value: Any, limit: int) -> Any:
-    if isinstance(value, str):
-        return value if len(value) <= limit else value[:limit] + "…"
-    if isinstance(value, (list, tuple)):
-        return type(value)(_truncate(v, limit) for v in value)
-    return value
-
-
 class Dispatcher:
     """Starts and ends events and traces, and hands them to the plugins' routes."""
 
@@ -80,30 +93,39 @@ class Dispatcher:
         "frame",
         "masking",
         "pending",
+        "policy",
         "routes",
         "settings",
         "strict",
         "trace_routes",
+        "traces",
     )
 
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
         self.strict = settings.strict
-        self.masking = bool(
-            settings.hide_inputs or settings.hide_outputs or settings.max_payload_chars
+        self.policy = PayloadPolicy(
+            hide_inputs=settings.hide_inputs,
+            hide_outputs=settings.hide_outputs,
+            max_payload_chars=settings.max_payload_chars,
         )
+        self.masking = self.policy.active
         self.routes: dict[EventType, tuple[Route, Route] | None] = dict.fromkeys(EventType)
         self.trace_routes: tuple[Route, Route] = (EMPTY_ROUTE, EMPTY_ROUTE)
         self.frame: contextvars.ContextVar[tuple[TraceState, str] | None] = contextvars.ContextVar(
             "callbacks_frame", default=None
         )
+        # An OrderedDict finds its oldest entry in O(1); a dict would scan the slots its
+        # removals left behind.
+        self.traces: OrderedDict[TraceState, None] = OrderedDict()
+        """Open traces, oldest first."""
         self.pending: dict[str, tuple[Any, Any, Event | None, TraceState]] = {}
         """Events of the start/end API awaiting their end:
         ``{id: (scope, previous frame, start event, trace)}``."""
         # itertools.count increments atomically under the GIL, so these stay exact across threads.
         self.counts = {
             name: itertools.count()
-            for name in ("traces", "sampled_out", "abandoned", "unmatched_ends")
+            for name in ("traces", "sampled_out", "abandoned", "abandoned_traces", "unmatched_ends")
         }
 
     def install(
@@ -125,24 +147,11 @@ class Dispatcher:
         for enqueue in background:
             enqueue(item)
 
-    def freeze(self, payload: Mapping[Any, Any] | None) -> Mapping[str, Any]:
-        """A read-only copy of ``payload``, masked and truncated as the settings say."""
-        if not payload:
-            return EMPTY_PAYLOAD
-        if not self.masking:
-            return _proxy(dict(payload))
-        settings = self.settings
-        limit = settings.max_payload_chars
-        frozen: dict[str, Any] = {}
-        for key, value in payload.items():
-            if (settings.hide_inputs and key in INPUT_KEYS) or (
-                settings.hide_outputs and key in OUTPUT_KEYS
-            ):
-                value = _HIDDEN
-            elif limit is not None:
-                value = _truncate(value, limit)
-            frozen[key] = value
-        return _proxy(frozen)
+    def use_policy(self, policy: PayloadPolicy) -> None:
+        """Apply ``policy`` (redaction hooks, hiding, limits) to every payload from now on; when
+        it changes nothing, events skip it entirely."""
+        self.policy = policy
+        self.masking = policy.active
 
     # -- events --------------------------------------------------------------------------------
 
@@ -169,11 +178,17 @@ class Dispatcher:
                 start[3],
                 start[4],
                 now,
-                (self.freeze(payload) if self.masking else _proxy(dict(payload)))
+                (
+                    self.policy.payload(start[1], _END, payload)
+                    if self.masking
+                    else _proxy(dict(payload))
+                )
                 if payload
                 else EMPTY_PAYLOAD,
                 duration,
-                exception,
+                exception
+                if exception is None or not self.masking
+                else self.policy.exception(exception),
                 thread,
                 start[10] if thread == start[9] else task_name(),
                 start,
@@ -219,12 +234,42 @@ class Dispatcher:
         sampled = rate >= 1.0 or random.random() < rate
         trace = Trace(name, _monotonic_ns(), trace_id=trace_id, implicit=implicit, sampled=sampled)
         state = TraceState(trace)
+        traces = self.traces
+        traces[state] = None
         next(self.counts["traces"])
         if sampled:
             self.deliver(self.trace_routes[0], trace)
         else:
             next(self.counts["sampled_out"])
+        self._retire_stale(trace._start_time_ns)
         return state
+
+    def _retire_stale(self, now_ns: int) -> None:
+        # The oldest open trace comes first; a few per call keep every call cheap.
+        traces = self.traces
+        for _ in range(4):
+            try:
+                oldest = next(iter(traces))
+            except (StopIteration, RuntimeError):  # empty, or changed by another thread
+                return
+            too_old = now_ns - oldest.trace._start_time_ns > _MAX_TRACE_AGE_NS
+            if not too_old and len(traces) <= MAX_OPEN_TRACES:
+                return
+            self.retire(oldest)
+
+    def retire(self, state: TraceState) -> None:
+        """Close a stale trace as abandoned (counted): its unfinished events end with
+        :class:`EventAbandoned`, then the trace ends."""
+        self.traces.pop(state, None)
+        if state.ended:
+            return
+        next(self.counts["abandoned_traces"])
+        for event_id in list(state.open):
+            self.pending.pop(event_id, None)
+            start = state.open.get(event_id)
+            if start is not None:
+                self.abandon(start, state)
+        self.close_trace(state)
 
     def close_trace(self, state: TraceState) -> None:
         """Abandon the trace's unfinished events, end it, and deliver ``on_trace_end``."""
@@ -235,8 +280,19 @@ class Dispatcher:
             start = state.open.get(event_id)
             if start is not None:
                 self.abandon(start, state)
+        self.traces.pop(state, None)
         if state.close(_monotonic_ns()) and state.sampled:
             self.deliver(self.trace_routes[1], state.trace)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the traces open at the fork, and their events, are the parent's,
+        which ends and delivers them. Here they end silently; new events start new traces."""
+        now = _monotonic_ns()
+        for state in list(self.traces):
+            state.open.clear()
+            state.close(now)
+        self.traces.clear()
+        self.pending.clear()
 
     def current(self) -> tuple[TraceState, str] | None:
         """The running trace and the current parent id in this context, if a trace runs."""
@@ -254,6 +310,7 @@ class Dispatcher:
             var.set(None if old is contextvars.Token.MISSING else old)
 
     def host_stats(self) -> dict[str, int]:
-        """traces, sampled_out, abandoned, unmatched_ends, and events pending an end."""
+        """traces, sampled_out, abandoned (events), abandoned_traces, unmatched_ends, and events
+        pending an end."""
         counts = {name: count_value(counter) for name, counter in self.counts.items()}
         return {**counts, "pending": len(self.pending)}

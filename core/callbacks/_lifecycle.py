@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import pluggy
 
 from ._channel import PluginChannel
+from ._signals import flush_on_sigterm
 
-__all__ = ["call_lifecycle_hook", "flush_channels", "plugin_hook", "shutdown_channel"]
+__all__ = [
+    "call_lifecycle_hook",
+    "flush_channels",
+    "plugin_hook",
+    "shutdown_channels",
+    "wait_seconds",
+    "wait_until_stopped",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,46 +53,97 @@ def call_lifecycle_hook(
         channel.call(((name, lambda arguments: caller(**arguments)),), kwargs, count=False)
 
 
+def wait_seconds(timeout: float) -> float:
+    """``timeout`` as a wait that threads accept: NaN or negative is 0, and infinity (or any
+    huge value) is capped at a year, which ``threading`` waits can represent."""
+    if not timeout >= 0:
+        return 0.0
+    return min(float(timeout), _LONGEST_WAIT_S)
+
+
+_LONGEST_WAIT_S = 365 * 24 * 3600.0
+
+
 def flush_channels(
     pm: pluggy.PluginManager, channels: Iterable[PluginChannel], timeout: float
 ) -> bool:
     """Wait until each channel has handled what was queued so far, then run its plugin's
-    ``callbacks_flush`` on its worker. False if ``timeout`` ran out. In strict mode, raises the
-    first error a background hook raised."""
-    deadline = time.monotonic() + timeout
+    ``callbacks_flush`` on its worker. Every worker is asked at once, so each has the whole
+    ``timeout``. False if ``timeout`` ran out. In strict mode, raises the first error a
+    background hook raised."""
+    deadline = time.monotonic() + wait_seconds(timeout)
     channels = list(channels)
-    ok = True
+
+    def action_for(channel: PluginChannel) -> Callable[[], None]:
+        def action() -> None:
+            remaining = max(0.0, deadline - time.monotonic())
+            call_lifecycle_hook(pm, channel, "callbacks_flush", timeout=remaining)
+
+        return action
+
+    posted: list[threading.Event | None] = []
     for channel in channels:
         if channel.is_worker_thread():
             continue  # a plugin flushing itself from its own hook: everything before is handled
-        remaining = max(0.0, deadline - time.monotonic())
-
-        def action(c: PluginChannel = channel, r: float = remaining) -> None:
-            call_lifecycle_hook(pm, c, "callbacks_flush", timeout=r)
-
-        ok = channel.run_on_worker(action, remaining) and ok
+        if channel.mode == "inline":
+            action_for(channel)()
+        else:
+            posted.append(channel.post(action_for(channel)))
+    ok = True
+    for done in posted:
+        ok = done is not None and done.wait(max(0.0, deadline - time.monotonic())) and ok
     for channel in channels:
         channel.raise_pending_strict_error()
     return ok
 
 
-def shutdown_channel(
-    pm: pluggy.PluginManager, channel: PluginChannel, deadline: float, timeout: float
+def shutdown_channels(
+    pm: pluggy.PluginManager, channels: Iterable[PluginChannel], timeout: float
 ) -> bool:
-    """Run the plugin's ``callbacks_shutdown`` on its worker after its queue drains, then stop
-    the worker; both within ``deadline``. The plugin must still be registered with ``pm``."""
+    """Run every plugin's ``callbacks_shutdown`` on its worker once its queue drains, then stop
+    the workers. All plugins shut down at once, so each has the whole ``timeout`` and the total
+    stays within it; only a plugin that did not finish is reported stuck. The plugins must
+    still be registered with ``pm``."""
+    timeout = wait_seconds(timeout)
+    deadline = time.monotonic() + timeout
+    channels = list(channels)
 
-    def action() -> None:
-        remaining = max(0.0, deadline - time.monotonic())
-        call_lifecycle_hook(pm, channel, "callbacks_shutdown", timeout=remaining)
+    def action_for(channel: PluginChannel) -> Callable[[], None]:
+        def action() -> None:
+            remaining = max(0.0, deadline - time.monotonic())
+            call_lifecycle_hook(pm, channel, "callbacks_shutdown", timeout=remaining)
 
-    finished = channel.run_on_worker(action, max(0.0, deadline - time.monotonic()))
-    stopped = channel.stop(max(0.0, deadline - time.monotonic()))
-    if not (finished and stopped):
-        logger.warning(
-            "callbacks plugin %r did not finish within %.1fs (stuck)", channel.name, timeout
-        )
-    return finished and stopped
+        return action
+
+    posted = []
+    for channel in channels:
+        posted.append((channel, channel.post(action_for(channel))))
+        channel.request_stop()  # the stop marker queues behind the shutdown call
+    finished = {
+        channel.name: done is not None and done.wait(max(0.0, deadline - time.monotonic()))
+        for channel, done in posted
+    }
+    ok = True
+    for channel in channels:
+        stopped = channel.wait_stopped(max(0.0, deadline - time.monotonic()))
+        if not (finished[channel.name] and stopped):
+            channel.unfinished = True
+            ok = False
+            logger.warning(
+                "callbacks plugin %r did not finish within %.1fs (stuck)", channel.name, timeout
+            )
+    return ok
+
+
+def wait_until_stopped(channels: Iterable[PluginChannel], timeout: float) -> bool:
+    """Wait (within ``timeout``) for the workers of channels being shut down to stop; plugins
+    already reported stuck are not waited for again."""
+    deadline = time.monotonic() + wait_seconds(timeout)
+    ok = True
+    for channel in list(channels):
+        if not channel.unfinished:
+            ok = channel.wait_stopped(max(0.0, deadline - time.monotonic())) and ok
+    return ok
 
 
 def report_problems(channels: Iterable[PluginChannel]) -> None:
@@ -101,16 +161,30 @@ _managers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def shutdown_at_exit(manager: _ShutsDown) -> None:
-    """Shut ``manager`` down at interpreter exit (unless it was shut down before)."""
+    """Shut ``manager`` down at interpreter exit (unless it was shut down before), and on
+    SIGTERM when the application handles no SIGTERM itself (see :mod:`._signals`)."""
     _managers.add(manager)
+    flush_on_sigterm(_shutdown_all_at_exit)
 
 
 def _shutdown_all_at_exit() -> None:
     for manager in list(_managers):
         try:
             manager.shutdown()
-        except Exception:  # pragma: no cover - never fail interpreter exit
+        except BaseException:  # pragma: no cover - never fail interpreter exit
             logger.exception("callbacks: shutdown at exit failed")
+
+
+def _after_fork_in_child() -> None:
+    for manager in list(_managers):
+        after_fork = getattr(manager, "_after_fork_in_child", None)
+        if after_fork is not None:
+            after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    # Registered after _channel's own handler (imported above), so workers are fresh by then.
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # Sinks register their own exit teardown later (wandb does at its first init), and atexit runs

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import time
+import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
@@ -13,11 +14,15 @@ from . import _start_end
 from ._channel import DeliveryMode
 from ._discovery import InstalledPlugin
 from ._dispatch import Dispatcher
+from ._env import DISABLED_ENV, STRICT_ENV, env_true
+from ._errors import ConfigError
 from ._lifecycle import (
+    call_lifecycle_hook,
     flush_channels,
     report_problems,
     shutdown_at_exit,
-    shutdown_channel,
+    shutdown_channels,
+    wait_until_stopped,
 )
 from ._registry import Registry
 from ._scope import NOOP_SCOPE, EventScope, TraceScope, _NoopScope
@@ -29,6 +34,40 @@ if TYPE_CHECKING:
     from ._config import Config, HostSettings
 
 __all__ = ["CallbackManager", "dispatcher_of"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Off:
+    """What the dispatcher and registry read of the settings when callbacks is off (disabled,
+    or the configuration failed to load): no plugin, so only these neutral values; built without
+    pydantic, so a disabled application does not import it."""
+
+    disabled = True
+    strict = False
+    sample_rate = 1.0
+    hide_inputs = hide_outputs = False
+    max_payload_chars = None
+    queue_size = 1
+    overflow = "drop_newest"
+    shutdown_timeout = 0.0
+
+    @property
+    def host(self) -> _Off:
+        return self
+
+
+_OFF: Any = _Off()
+_OFF_STATS: dict[str, Any] = {
+    "mode": None,
+    "delivered": 0,
+    "errors": 0,
+    "errors_by_hook": {},
+    "dropped": 0,
+    "queue_depth": 0,
+    "stuck": False,
+    "active": False,
+}
 
 
 class CallbackManager:
@@ -46,20 +85,85 @@ class CallbackManager:
         *,
         load_entrypoints: bool = False,
         config: Mapping[str, Any] | None = None,
+        config_errors: Literal["raise", "log"] = "raise",
     ) -> None:
-        from ._config import load_config  # pydantic-settings is imported on first use only
-
-        self.config: Config = load_config(config)
-        self.settings: HostSettings = self.config.host
-        self._dispatcher = Dispatcher(self.settings)
-        self._routes = self._dispatcher.routes  # the same dict, updated in place
-        self._registry = Registry(self.config, self._dispatcher, self)
+        self._config: Config | None = None
+        self.config_error: str | None = None
+        """With ``config_errors="log"``: the configuration error that turned every plugin off."""
+        self.disabled = env_true(DISABLED_ENV)
+        """True when ``CALLBACKS_DISABLED`` (or the ``disabled`` key) turned callbacks off: no
+        plugin is loaded or registered, and every event is the no-op path."""
+        self._config_errors = config_errors
         self.installed: list[InstalledPlugin] = []
-        for plugin in plugins:
-            self.register(plugin)
-        if load_entrypoints:
-            self.installed = self._registry.load_entrypoints()
+        if not self.disabled:
+            from ._config import load_config  # pydantic-settings is imported on first use only
+
+            try:
+                self._config = load_config(config)
+            except ConfigError as error:
+                if config_errors == "raise" or env_true(STRICT_ENV):
+                    raise
+                self._config_failed(error)
+            else:
+                self.disabled = self._config.host.disabled
+        off = self._config is None or self.disabled
+        # Switched off, nothing below reads a setting: no pydantic import for a disabled app.
+        host: Any = _OFF if off else self.settings
+        self._dispatcher = Dispatcher(host)
+        self._routes = self._dispatcher.routes  # the same dict, updated in place
+        self._registry = Registry(_OFF if off else self.config, self._dispatcher, self)  # type: ignore[arg-type]
+        if off:
+            return
+        try:
+            for plugin in plugins:
+                self.register(plugin)
+            if load_entrypoints:
+                self.installed = self._registry.load_entrypoints(self._raises_config_errors())
+            self._registry.check_sections()
+        except ConfigError as error:
+            if self._raises_config_errors():
+                self._registry_shutdown()
+                raise
+            self._config_failed(error)
+            self._registry_shutdown()
+            for entry in self.installed:
+                if entry.active:
+                    entry.active, entry.reason, entry.error = (
+                        False,
+                        "configuration error",
+                        str(error),
+                    )
+            return
+        except BaseException:
+            self._registry_shutdown()
+            raise
         shutdown_at_exit(self)
+
+    @property
+    def config(self) -> Config:
+        """The merged configuration, with the source of every value."""
+        if self._config is None:
+            from ._config import Config, HostSettings
+
+            # Disabled, or the configuration did not load: every plugin is off.
+            host = HostSettings.model_validate({"disabled": self.disabled, "plugins": []})
+            self._config = Config(host)
+        return self._config
+
+    @property
+    def settings(self) -> HostSettings:
+        """The host settings (top-level keys) in effect."""
+        return self.config.host
+
+    def _raises_config_errors(self) -> bool:
+        return self._config_errors == "raise" or self.settings.strict or env_true(STRICT_ENV)
+
+    def _config_failed(self, error: ConfigError) -> None:
+        self.config_error = str(error)
+        logger.error("callbacks: configuration error (every plugin is off): %s", error)
+
+    def _registry_shutdown(self) -> None:
+        shutdown_channels(self._registry.pm, self._registry.close(), 1.0)
 
     # -- plugins -------------------------------------------------------------------------------
 
@@ -75,6 +179,8 @@ class CallbackManager:
         Raises ``pluggy.PluginValidationError`` for a bad hook and :class:`ConfigError` for bad
         settings; the plugin is then not registered.
         """
+        if self.disabled or self.config_error is not None:
+            return name or getattr(plugin, "callbacks_name", None) or type(plugin).__name__.lower()
         return self._registry.register(plugin, name)
 
     def unregister(self, name_or_plugin: str | object, timeout: float = 5.0) -> object | None:
@@ -84,7 +190,7 @@ class CallbackManager:
         if channel is None:
             return None
         try:
-            shutdown_channel(self._registry.pm, channel, time.monotonic() + timeout, timeout)
+            shutdown_channels(self._registry.pm, [channel], timeout)
         finally:
             self._registry.forget(channel)
         return channel.plugin
@@ -227,10 +333,11 @@ class CallbackManager:
         events after shutdown are ignored. Returns False if some plugin did not finish."""
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         channels = self._registry.close()
-        deadline = time.monotonic() + timeout
-        ok = True
-        for channel in channels:
-            ok = shutdown_channel(self._registry.pm, channel, deadline, timeout) and ok
+        if not channels:
+            # Shut down already, or being shut down right now by another caller (the exit hook
+            # a SIGTERM interrupts, say): wait for the workers that shutdown is stopping.
+            return wait_until_stopped(self._registry.channels.values(), timeout)
+        ok = shutdown_channels(self._registry.pm, channels, timeout)
         report_problems(channels)
         return ok
 
@@ -240,12 +347,25 @@ class CallbackManager:
         return self._registry.closed
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per plugin: mode, delivered, errors, errors_by_hook, dropped, queue_depth, stuck."""
-        return {name: channel.stats() for name, channel in self._registry.channels.items()}
+        """Per plugin: mode, delivered, errors, errors_by_hook, dropped, queue_depth, stuck. An
+        installed plugin a configuration error turned off is listed too, with ``active: False``
+        and the ``reason``."""
+        out = {name: channel.stats() for name, channel in self._registry.channels.items()}
+        for entry in self.installed:
+            if entry.reason == "configuration error" and entry.name not in out:
+                out[entry.name] = {**_OFF_STATS, "reason": f"configuration error: {entry.error}"}
+        return out
 
     def host_stats(self) -> dict[str, int]:
         """The host's own counters: traces, sampled_out, abandoned, unmatched_ends, pending."""
         return self._dispatcher.host_stats()
+
+    def _after_fork_in_child(self) -> None:
+        # Called by _lifecycle in a forked child, after the channels got fresh workers.
+        self._registry.lock = threading.RLock()
+        self._dispatcher.after_fork_in_child()
+        for channel in list(self._registry.channels.values()):
+            call_lifecycle_hook(self._registry.pm, channel, "callbacks_after_fork_in_child")
 
     def __repr__(self) -> str:
         return f"<CallbackManager plugins={list(self._registry.channels)}>"

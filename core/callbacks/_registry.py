@@ -23,6 +23,7 @@ from ._discovery import InstalledPlugin, discover, instantiate, select
 from ._dispatch import EMPTY_ROUTE, Dispatcher, Route
 from ._errors import ConfigError
 from ._lifecycle import call_lifecycle_hook, plugin_hook
+from ._privacy import PayloadPolicy
 from ._process_channel import in_sidecar, open_process_channel
 from .events import EventPhase, EventType
 
@@ -103,20 +104,37 @@ class Registry:
             self.compile()
         return name
 
-    def load_entrypoints(self) -> list[InstalledPlugin]:
+    def load_entrypoints(self, raise_config_errors: bool = True) -> list[InstalledPlugin]:
         """Register the installed plugins the configuration selects; one that fails to load is
-        reported in the returned list (and logged), the others still load."""
+        reported in the returned list (and logged), the others still load. A section that
+        names no installed plugin, or an unknown name in ``plugins``/``disable``, raises
+        :class:`ConfigError`; so does a bad plugin section, unless ``raise_config_errors`` is
+        False: that plugin is then off (``reason`` ``"configuration error"``, logged at ERROR)."""
         installed = discover()
-        origin = self.config.host_origins.get("plugins")
-        select(installed, self.settings, origin.describe() if origin is not None else "")
+        self.config.check_sections({*self.channels, *(entry.name for entry in installed)})
+        origins = self.config.host_origins
+        select(
+            installed,
+            self.settings,
+            origins["plugins"].describe() if "plugins" in origins else "",
+            disable_origin=origins["disable"].describe() if "disable" in origins else "",
+        )
         for entry in installed:
             if not entry.active:
                 continue
             try:
                 self.register(entry.load(), entry.name)
-            except ConfigError:
+            except ConfigError as error:
+                if raise_config_errors:
+                    raise
+                # One plugin's bad section turns that plugin off, not the others.
+                entry.active, entry.reason, entry.error = False, "configuration error", str(error)
+                logger.error(
+                    "callbacks: configuration error (plugin %r is off): %s", entry.name, error
+                )
+            except KeyboardInterrupt:
                 raise
-            except Exception as error:
+            except BaseException as error:  # sys.exit() in a plugin's import stops only it
                 entry.active = False
                 entry.reason = "failed to load"
                 entry.error = f"{type(error).__name__}: {error}"
@@ -190,6 +208,39 @@ class Registry:
                         f"directly, so implement it as a plain hook",
                     )
 
+    def check_sections(self) -> None:
+        """Raise :class:`ConfigError` for a section that names no registered or installed
+        plugin (a typo must not be ignored). Looks installed plugins up only when needed."""
+        unclaimed = set(self.config.sections) - {name.lower() for name in self.channels}
+        if unclaimed:
+            installed = {entry.name for entry in discover()}
+            self.config.check_sections({*self.channels, *installed})
+
+    def payload_policy(self) -> PayloadPolicy:
+        """The redaction hooks of the registered plugins (registration order), then the
+        host's hide and size settings."""
+        by_plugin = {impl.plugin: impl for impl in self.pm.hook.callbacks_redact.get_hookimpls()}
+        redactors = []
+        for channel in self.channels.values():
+            impl = by_plugin.get(channel.plugin)
+            if impl is not None:
+                redactors.append((channel.name, _positional(impl.function, impl.argnames)))
+        settings = self.settings
+        return PayloadPolicy(
+            hide_inputs=settings.hide_inputs,
+            hide_outputs=settings.hide_outputs,
+            max_payload_chars=settings.max_payload_chars,
+            redactors=redactors,
+            on_error=self._redaction_failed,
+        )
+
+    def _redaction_failed(self, name: str, error: BaseException) -> None:
+        channel = self.channels.get(name)
+        if channel is not None:
+            channel.record_error("callbacks_redact", error)
+        if self.settings.strict:
+            raise error
+
     # -- routes --------------------------------------------------------------------------------
 
     def compile(self) -> None:
@@ -250,6 +301,7 @@ class Registry:
             listened = heard or start != EMPTY_ROUTE or end != EMPTY_ROUTE
             routes[event_type] = (start, end) if listened and not self.closed else None
         self._dispatcher.install(routes, trace_routes)
+        self._dispatcher.use_policy(self.payload_policy())
 
 
 def _event_queue(channel: PluginChannel, calls: Calls) -> Callable[[Any], None]:
@@ -265,9 +317,24 @@ def _trace_queue(channel: PluginChannel, calls: Calls) -> Callable[[Any], None]:
 
 
 def _default_name(plugin: object) -> str:
+    # Lower case, as the settings section it matches ([myplugin], CALLBACKS_MYPLUGIN__...).
     explicit = getattr(plugin, "callbacks_name", None)
     if isinstance(explicit, str):
         return explicit
     if isinstance(plugin, ModuleType):
-        return plugin.__name__
-    return type(plugin).__name__
+        return plugin.__name__.rpartition(".")[2].lower()
+    return type(plugin).__name__.lower()
+
+
+def _positional(
+    function: Callable[..., Any], argnames: tuple[str, ...]
+) -> Callable[[EventType, EventPhase, Any], Any]:
+    """A ``callbacks_redact`` implementation called as ``(event_type, phase, payload)`` with only
+    the arguments it declares (as pluggy does), without keyword dicts on the hot path."""
+    order = {"event_type": 0, "phase": 1, "payload": 2}
+    picks = tuple(order[name] for name in argnames)
+    if picks == (2,):
+        return lambda t, ph, p: function(p)
+    if picks == (0, 1, 2):
+        return function
+    return lambda *args: function(*(args[i] for i in picks))

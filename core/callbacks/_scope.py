@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ._dispatch import Dispatcher, task_name
+from ._dispatch import MAX_EVENTS_PER_TRACE, MAX_OPEN_EVENTS_PER_TRACE, Dispatcher, task_name
+from ._owner import owner_alive
 from ._trace import Trace, TraceState
 from .events import EMPTY_PAYLOAD, ROOT, Event, EventPhase, EventType
 
@@ -133,6 +134,11 @@ class EventScope:
         return state.id if state is not None else None
 
     @property
+    def trace_state(self) -> TraceState | None:
+        """The host's state of the trace this event belongs to, once started."""
+        return self._state
+
+    @property
     def running(self) -> bool:
         """True once started (also when its trace is sampled out)."""
         return self._state is not None
@@ -157,6 +163,14 @@ class EventScope:
                 self._implicit = True
             else:
                 state, parent = frame
+                if (
+                    state.started >= MAX_EVENTS_PER_TRACE
+                    or len(state.open) >= MAX_OPEN_EVENTS_PER_TRACE
+                ):
+                    dispatcher.retire(state)
+                    state = dispatcher.open_trace(self._type.value, implicit=True)
+                    parent = ROOT
+                    self._implicit = True
             self._state = state
             if not state.sampled:
                 self._start = None
@@ -175,7 +189,11 @@ class EventScope:
                     state.id,
                     parent,
                     _monotonic_ns(),
-                    (dispatcher.freeze(payload) if dispatcher.masking else _proxy(dict(payload)))
+                    (
+                        dispatcher.policy.payload(self._type, _START, payload)
+                        if dispatcher.masking
+                        else _proxy(dict(payload))
+                    )
                     if payload
                     else EMPTY_PAYLOAD,
                     None,
@@ -192,6 +210,7 @@ class EventScope:
             else:
                 children.append(event_id)
             state.open[event_id] = start
+            state.started += 1
             self._token = var.set((state, event_id))
             inline, background = routes[0]
             for call, calls in inline:
@@ -286,7 +305,9 @@ class TraceScope:
         dispatcher = self._dispatcher
         frame = dispatcher.current()
         if frame is not None and not frame[0].implicit:
-            return frame[0].trace
+            if owner_alive(frame[0].owner):
+                return frame[0].trace
+            dispatcher.retire(frame[0])  # left open by a request that is gone
         state = dispatcher.open_trace(self._name, implicit=False, trace_id=self._trace_id)
         self._state = state
         self._token = dispatcher.frame.set((state, ROOT))

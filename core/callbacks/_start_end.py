@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._dispatch import Dispatcher
+from ._owner import owner_alive, trace_owner
 from ._scope import EventScope, new_event_id
 from ._trace import Trace
 from .events import ROOT, EventType
@@ -31,6 +32,9 @@ def start_pending_event(
     kept = scope.keep_open()
     if kept is not None:
         dispatcher.remember(event_id, scope, previous, *kept)
+    elif scope.trace_state is not None:
+        # Sampled out: its end is expected, so it must not count as an unmatched end.
+        dispatcher.remember(event_id, scope, previous, None, scope.trace_state)
     return event_id
 
 
@@ -58,11 +62,19 @@ def start_trace(dispatcher: Dispatcher, name: str | None, trace_id: str | None) 
     """Start a trace in this context; nested calls are counted and only the outermost starts
     one."""
     frame = dispatcher.current()
+    previous = dispatcher.frame.get()
     if frame is not None and not frame[0].implicit:
-        frame[0].nesting += 1
-        return frame[0].trace
+        joined = frame[0]
+        if owner_alive(joined.owner):
+            joined.nesting += 1
+            return joined.trace
+        # The request that opened it is gone without end_trace (a pooled thread, a reused
+        # task): a fresh request gets its own trace.
+        previous = joined.previous
+        dispatcher.retire(joined)
     state = dispatcher.open_trace(name or "trace", implicit=False, trace_id=trace_id)
-    state.previous = dispatcher.frame.get()
+    state.owner = trace_owner()
+    state.previous = previous
     state.nesting = 1
     dispatcher.frame.set((state, ROOT))
     return state.trace

@@ -176,8 +176,10 @@ class TraceState:
         "map",
         "nesting",
         "open",
+        "owner",
         "previous",
         "sampled",
+        "started",
         "trace",
     )
 
@@ -192,6 +194,10 @@ class TraceState:
         self.ended = False
         self.nesting = 0
         self.previous: Any = None
+        self.owner: Any = None
+        """Who opened it with ``start_trace`` (see ``_owner``); ``None`` otherwise."""
+        self.started = 0
+        """Events started in it (past ``MAX_EVENTS_PER_TRACE`` the trace is retired)."""
 
     def close(self, now_ns: int) -> bool:
         """Mark the trace ended at ``now_ns``; False if it had already ended."""

@@ -17,6 +17,7 @@ their shapes, and the :mod:`callbacks.payloads` reader for each.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from ._manager import CallbackManager
     from ._trace import Trace
-    from .events import Event
+    from .events import Event, EventPhase, EventType
 
 PROJECT_NAME = "callbacks"
 
@@ -89,12 +90,35 @@ def callbacks_shutdown(timeout: float) -> None:
 
 
 @hookspec
+def callbacks_after_fork_in_child() -> None:
+    """Runs in a child process right after ``os.fork()`` (also a ``multiprocessing`` worker
+    started by fork), before anything else there uses the plugin, on the thread that forked.
+    Only that thread exists in the child: a lock another thread held at the fork (the plugin's
+    worker, say) stays held forever. Re-create your locks here, and drop state that belongs to
+    the parent (open files, network clients, runs). The host has already given the plugin a
+    fresh queue and worker; traces open at the fork stay the parent's (the child never ends
+    them), and the child's own events start traces of their own."""
+
+
+@hookspec
 def callbacks_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add subcommands to the ``callbacks`` command line. ``commands`` is the argparse
     sub-parsers object: call ``commands.add_parser(name, help=...)``, add arguments, and
     ``set_defaults(run=fn)`` where ``fn(args, out) -> int`` writes to the text stream ``out`` and
     returns the exit status. Every installed plugin that imports contributes its commands,
     whether or not the configuration activates it for events."""
+
+
+@hookspec
+def callbacks_redact(
+    event_type: EventType, phase: EventPhase, payload: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """Transform every payload before any plugin sees it (PII scrubbing): return the payload
+    to hand on, or ``None`` to keep it. Runs on the caller's thread for every event with a
+    payload, in registration order (each redactor gets the previous one's result), before
+    ``hide_inputs``/``hide_outputs``/``max_payload_chars`` apply. If it raises, the payload's
+    values are replaced by ``"<redaction failed>"`` and the error is counted on this plugin.
+    When no plugin implements it, events pay nothing for it."""
 
 
 # -- one start and one end hook per event type ---------------------------------------------------

@@ -5,18 +5,23 @@ LlamaIndex's ``NodeWithScore``, ``ChatMessage`` and ``ChatResponse``, or an Open
 LangChain's messages and documents are read too. These helpers read them by duck typing, never
 import a framework, and never raise on an odd shape: a missing value is ``None`` or empty, never
 the string ``"None"``.
+
+They never consume the application's data: only sequences (lists, tuples), sets and mappings are
+read item by item. An iterator or generator (which reading would drain) is recorded as its type
+name, e.g. ``"<generator>"``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, NamedTuple
 
 from .events import EventPayload
 
 __all__ = [
     "Message",
+    "is_readable_collection",
     "NodeView",
     "TokenUsage",
     "assistant_message_of",
@@ -80,6 +85,18 @@ class TokenUsage(NamedTuple):
 _MISSING = object()
 
 
+def is_readable_collection(value: Any) -> bool:
+    """True for a sequence, set or mapping (not a string): a container that can be read item
+    by item without consuming it. Iterators and generators are not."""
+    return isinstance(value, (Sequence, Set, Mapping)) and not isinstance(
+        value, (str, bytes, bytearray)
+    )
+
+
+def _type_marker(value: Any) -> str:
+    return f"<{type(value).__name__}>"
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name, default)
@@ -99,6 +116,8 @@ def text_of(value: Any) -> str:
         return value if type(value) is str else str.__str__(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, Iterator):
+        return _type_marker(value)
     if isinstance(value, Mapping):
         for key in ("text", "content", "response", "completion", "message", "page_content"):
             inner = value.get(key)
@@ -147,9 +166,9 @@ def nodes_of(value: Any, scores: Iterable[Any] | None = None) -> list[NodeView]:
     """Nodes from strings, dicts, LlamaIndex ``NodeWithScore``/``TextNode`` or documents."""
     if value is None:
         return []
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+    if isinstance(value, Mapping) or not is_readable_collection(value):
         value = [value]
-    score_list = list(scores) if scores is not None else []
+    score_list = list(scores) if scores is not None and is_readable_collection(scores) else []
     out: list[NodeView] = []
     for i, item in enumerate(value):
         node = _get(item, "node") if not isinstance(item, (str, Mapping)) else None
@@ -277,12 +296,15 @@ def messages_of(value: Any) -> list[Message]:
     ``function_call_output`` input items become an assistant tool call and a ``tool`` message."""
     if value is None:
         return []
-    if isinstance(value, (str, Mapping)) or not isinstance(value, Iterable):
+    if isinstance(value, Mapping) or not is_readable_collection(value):
         value = [value]
     out: list[Message] = []
     for item in value:
         if isinstance(item, str):
             out.append(Message("user", text_of(item)))
+            continue
+        if isinstance(item, Iterator):
+            out.append(Message("user", _type_marker(item)))
             continue
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             out.append(Message(item[0], text_of(item[1])))
@@ -310,6 +332,8 @@ def messages_of(value: Any) -> list[Message]:
         tool_calls = _get(item, "tool_calls")
         if tool_calls is None:
             tool_calls = extra.get("tool_calls")
+        if tool_calls is not None and not is_readable_collection(tool_calls):
+            tool_calls = [_type_marker(tool_calls)]
         name = _get(item, "name")
         call_id = _get(item, "tool_call_id") or extra.get("tool_call_id")
         if results and not content and not block_calls and not tool_calls:
@@ -555,6 +579,8 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         return {str(getattr(k, "value", k)): to_jsonable(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_jsonable(v, _depth + 1) for v in value]
+    if isinstance(value, Iterator):
+        return _type_marker(value)
     for dump in ("model_dump", "dict", "to_dict"):
         method = getattr(value, dump, None)
         if callable(method):

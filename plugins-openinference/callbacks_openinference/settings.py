@@ -57,10 +57,17 @@ class OpenInferenceSettings(BaseModel):
     exporter: Literal["otlp", "console", "memory", "none"] = "otlp"
     """``otlp`` (HTTP/protobuf to ``endpoint``), ``console`` (stdout), ``memory`` (kept in
     ``plugin.memory_exporter``, for tests) or ``none`` (spans are built, then discarded)."""
-    endpoint: str = Field(default_factory=_default_endpoint)
+    endpoint: str = Field(
+        default_factory=_default_endpoint,
+        json_schema_extra={
+            "env": ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        },
+    )
     """OTLP/HTTP traces URL. Defaults to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
     OTEL_EXPORTER_OTLP_ENDPOINT + ``/v1/traces``, then Phoenix's local endpoint."""
-    service_name: str = Field(default_factory=_default_service_name)
+    service_name: str = Field(
+        default_factory=_default_service_name, json_schema_extra={"env": ["OTEL_SERVICE_NAME"]}
+    )
     """``service.name`` resource attribute; defaults to OTEL_SERVICE_NAME, then ``callbacks``."""
     project_name: str | None = None
     """Phoenix project (``openinference.project.name`` resource attribute), if set."""

@@ -50,6 +50,11 @@ class DebugPlugin:
         self._manager = manager
 
     @hookimpl
+    def callbacks_after_fork_in_child(self) -> None:
+        """A lock that another thread held at the fork stays held in the child: start afresh."""
+        self._lock = threading.Lock()
+
+    @hookimpl
     def on_trace_start(self, trace: Trace) -> None:
         """Open the trace's log."""
         with self._lock:
@@ -88,7 +93,7 @@ class DebugPlugin:
         if use_rich:
             render_rich(log, limit, stream)
         else:
-            stream.write(render_plain(log, limit))
+            stream.write(render_plain(log, limit, _terminal_width(stream)))
         stream.flush()
 
     # -- reading -------------------------------------------------------------------------------
@@ -131,3 +136,13 @@ class DebugPlugin:
         self._sync()
         with self._lock:
             return [log for log in self._store.logs() if log.ended]
+
+
+def _terminal_width(stream: TextIO) -> int | None:
+    """The terminal's width when ``stream`` is one (files and pipes get whole lines)."""
+    isatty = getattr(stream, "isatty", None)
+    if not (isatty and isatty()):
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns

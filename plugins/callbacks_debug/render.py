@@ -76,8 +76,15 @@ def _label(pairs: dict[str, list[Event]], event_id: str, limit: int) -> str:
     return event_label(start, end, limit)
 
 
-def render_plain(log: TraceLog, limit: int) -> str:
-    """The trace as indented text with tree guides."""
+def _fit(line: str, width: int | None) -> str:
+    if width is None or len(line) <= width:
+        return line
+    return line[: max(0, width - 1)] + "…"
+
+
+def render_plain(log: TraceLog, limit: int, width: int | None = None) -> str:
+    """The trace as indented text with tree guides; with ``width``, each longer line is cut to
+    it with an ellipsis (a terminal would otherwise wrap or cut it)."""
     children, pairs = _children(log)
     lines = [trace_header(log)]
 
@@ -89,17 +96,24 @@ def render_plain(log: TraceLog, limit: int) -> str:
             walk(event_id, prefix + ("   " if last else "│  "))
 
     walk(ROOT, "")
-    return "\n".join(lines) + "\n"
+    return "\n".join(_fit(line, width) for line in lines) + "\n"
 
 
 def render_rich(log: TraceLog, limit: int, stream: TextIO) -> None:
     """Print the trace to ``stream`` as a rich tree."""
     from rich.console import Console
     from rich.markup import escape
+    from rich.text import Text
     from rich.tree import Tree
 
+    def one_line(markup: str) -> Text:
+        # One line per event, cut with an ellipsis at the terminal's width.
+        text = Text.from_markup(markup, overflow="ellipsis")
+        text.no_wrap = True
+        return text
+
     children, pairs = _children(log)
-    root = Tree(f"[bold]{escape(trace_header(log))}[/bold]")
+    root = Tree(one_line(f"[bold]{escape(trace_header(log))}[/bold]"))
 
     def walk(parent: str, node: Tree) -> None:
         for event_id in children.get(parent, []):
@@ -108,7 +122,7 @@ def render_rich(log: TraceLog, limit: int, stream: TextIO) -> None:
             failed = any(e.exception is not None for e in events)
             style = "red" if failed else "cyan"
             kind, _, rest = label.partition("  ")
-            walk(event_id, node.add(f"[{style}]{kind}[/{style}]  {rest}"))
+            walk(event_id, node.add(one_line(f"[{style}]{kind}[/{style}]  {rest}")))
 
     walk(ROOT, root)
-    Console(file=stream, soft_wrap=True).print(root)
+    Console(file=stream).print(root)

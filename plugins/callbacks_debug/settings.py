@@ -12,8 +12,9 @@ class DebugSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    print_trace: bool = True
-    """Print each trace's tree of events when the trace ends."""
+    print_trace: bool = False
+    """Print each trace's tree of events to stdout when the trace ends. Off by default: the
+    plugin records (``get_events``, ``get_trace``) and prints nothing unless asked."""
     rich: bool | None = None
     """Print with rich (colours, tree guides); ``None``: only when the stream is a terminal."""
     max_traces: int = Field(default=100, ge=1)

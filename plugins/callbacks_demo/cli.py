@@ -36,11 +36,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("callbacks-out"),
         help="output directory (default callbacks-out)",
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only where the outputs went (no trace trees, timing or token tables)",
+    )
     parser.set_defaults(run=_run)
 
 
+def _unwritable(out_dir: Path) -> str | None:
+    """Why ``out_dir`` cannot take the demo's files, or ``None``."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".callbacks-demo-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    return None
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    run_demo(questions=args.questions, concurrency=args.concurrency, out_dir=args.out, stream=out)
+    problem = _unwritable(args.out)
+    if problem is not None:
+        sys.stderr.write(f"callbacks demo: cannot write to --out {str(args.out)!r}: {problem}\n")
+        return 2
+    run_demo(
+        questions=args.questions,
+        concurrency=args.concurrency,
+        out_dir=args.out,
+        stream=out,
+        quiet=args.quiet,
+    )
     return 0
 
 
@@ -60,7 +87,7 @@ class DemoPlugin:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m callbacks_demo [--questions N] [--concurrency N] [--out DIR]``."""
+    """``python -m callbacks_demo [--questions N] [--concurrency N] [--out DIR] [--quiet]``."""
     parser = argparse.ArgumentParser(
         prog="python -m callbacks_demo", description="Run the offline callbacks demo pipeline."
     )

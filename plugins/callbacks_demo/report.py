@@ -75,10 +75,12 @@ def build_report(
     return report
 
 
-def print_report(cm: CallbackManager, report: DemoReport, stream: TextIO) -> None:
-    """Write the timing table (when the debug plugin is registered), the token counts and the
-    output files to ``stream``."""
-    debug = cm.get_plugin("debug")
+def print_report(
+    cm: CallbackManager, report: DemoReport, stream: TextIO, *, tables: bool = True
+) -> None:
+    """Write the timing table (when the debug plugin is registered), the token counts (unless
+    ``tables`` is False) and the output files to ``stream``."""
+    debug = cm.get_plugin("debug") if tables else None
     write = stream.write
     if debug is not None:
         debug.get_events()  # wait until every tree is printed before the tables
@@ -91,7 +93,7 @@ def print_report(cm: CallbackManager, report: DemoReport, stream: TextIO) -> Non
                     f"{event_type.value:<14}{info.count:>7}{info.total * 1e3:>10.2f}"
                     f"{info.mean * 1e3:>9.3f}{info.p50 * 1e3:>9.3f}{info.p95 * 1e3:>9.3f}\n"
                 )
-    if report.tokens is not None:
+    if report.tokens is not None and tables:
         t = report.tokens
         write(
             f"\nTokens (tokens plugin)\n"

@@ -4,6 +4,7 @@ optional plugins' sinks."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import sys
 import time
@@ -31,14 +32,15 @@ def _set_wandb_env_defaults(out_dir: Path) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
+def _demo_config(out_dir: Path, questions: int, quiet: bool = False) -> dict[str, Any]:
     """The demo's own settings, plus sink defaults for keys the user set in no source: the Aim
     repository under ``out_dir``, and no OTLP export (with no collector listening, it would
     fail on every span)."""
     finetuning = out_dir / "finetuning.jsonl"
     config: dict[str, Any] = {
         "finetuning": {"path": str(finetuning)},
-        "debug": {"max_traces": max(100, questions + 1)},
+        # The demo asks for what the built-ins do not do by default: print trees, write a file.
+        "debug": {"max_traces": max(100, questions + 1), "print_trace": not quiet},
     }
     probe = CallbackManager()  # no plugins: only reads the configuration sources
     try:
@@ -50,7 +52,10 @@ def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
         "openinference": {"exporter": "none"},
         **store_demo_defaults(out_dir.resolve()),
     }
+    installed = {ep.name for ep in importlib.metadata.entry_points(group="callbacks")}
     for plugin, defaults in sink_defaults.items():
+        if plugin not in installed:
+            continue  # a section naming a plugin that is not installed is a configuration error
         chosen = user.get(plugin, {})
         picked = {key: value for key, value in defaults.items() if key not in chosen}
         if picked:
@@ -58,10 +63,10 @@ def _demo_config(out_dir: Path, questions: int) -> dict[str, Any]:
     return config
 
 
-def _build_manager(out_dir: Path, questions: int) -> CallbackManager:
+def _build_manager(out_dir: Path, questions: int, quiet: bool = False) -> CallbackManager:
     _set_wandb_env_defaults(out_dir)
     (out_dir / "finetuning.jsonl").unlink(missing_ok=True)  # the plugin appends; one run, one file
-    return CallbackManager(load_entrypoints=True, config=_demo_config(out_dir, questions))
+    return CallbackManager(load_entrypoints=True, config=_demo_config(out_dir, questions, quiet))
 
 
 def _run_async(coro_factory: Any) -> Any:
@@ -81,6 +86,7 @@ def run_demo(
     out_dir: Path = Path("callbacks-out"),
     manager: CallbackManager | None = None,
     stream: TextIO = sys.stdout,
+    quiet: bool = False,
 ) -> DemoReport:
     """Index the sample documents, answer ``questions`` questions (``concurrency`` at a time, with
     asyncio), then print the timing table and token counts and write ``summary.json`` to
@@ -88,7 +94,8 @@ def run_demo(
     fine-tuning JSONL goes to ``out_dir``) and shut down at the end; optional plugins are pointed
     at ``out_dir`` through defaults the user did not override (``WANDB_*``, the aim repo,
     ``CALLBACKS_OPENINFERENCE__EXPORTER=none``) unless those are already set. A given
-    ``manager`` is used as is (its debug plugin prints where it was set up to) and left open."""
+    ``manager`` is used as is (its debug plugin prints where it was set up to) and left open.
+    ``quiet``: no trees, timing or token tables; only where the outputs went."""
     if questions < 1 or concurrency < 1:
         raise ValueError(
             f"questions and concurrency must be at least 1, got {questions} and {concurrency}"
@@ -97,15 +104,16 @@ def run_demo(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     owned = manager is None
-    cm = _build_manager(out_dir, questions) if manager is None else manager
+    cm = _build_manager(out_dir, questions, quiet) if manager is None else manager
     debug = cm.get_plugin("debug")
     if owned and debug is not None:
         debug.stream = stream
     asked = [QUESTIONS[i % len(QUESTIONS)] for i in range(questions)]
-    stream.write(
-        f"callbacks demo: {questions} question(s), concurrency {concurrency}, "
-        f"plugins: {', '.join(cm.list_plugins()) or 'none'}\n\n"
-    )
+    if not quiet:
+        stream.write(
+            f"callbacks demo: {questions} question(s), concurrency {concurrency}, "
+            f"plugins: {', '.join(cm.list_plugins()) or 'none'}\n\n"
+        )
     try:
         pipeline = Pipeline(cm)
         traces = [pipeline.build_index(load_documents())]
@@ -122,7 +130,7 @@ def run_demo(
         results = _run_async(answer_all)
         traces += [trace for _, trace in results]
         report = build_report(cm, asked, [answer for answer, _ in results], traces, out_dir)
-        print_report(cm, report, stream)
+        print_report(cm, report, stream, tables=not quiet)
     finally:
         if owned:
             cm.shutdown()

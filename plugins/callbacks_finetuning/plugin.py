@@ -60,6 +60,11 @@ class FineTuningPlugin:
         self._manager = manager
 
     @hookimpl
+    def callbacks_after_fork_in_child(self) -> None:
+        """A lock that another thread held at the fork stays held in the child: start afresh."""
+        self._lock = threading.Lock()
+
+    @hookimpl
     def on_llm_end(self, event: Event) -> None:
         """Build the example and append it to the file."""
         example = build_example(event.full_payload) if event.exception is None else None

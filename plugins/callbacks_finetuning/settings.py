@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DEFAULT_PATH", "FineTuningSettings"]
-
-DEFAULT_PATH = "finetuning_events.jsonl"
+__all__ = ["FineTuningSettings"]
 
 
 class FineTuningSettings(BaseModel):
@@ -14,9 +12,9 @@ class FineTuningSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = DEFAULT_PATH
-    """JSONL file the examples are appended to (relative to the working directory);
-    ``None`` or ``""`` keeps them in memory only."""
+    path: str | None = None
+    """JSONL file the examples are appended to (relative to the working directory). Unset
+    (the default) or ``""``: examples are kept in memory only and no file is written."""
     max_records: int = Field(default=100_000, ge=0)
     """Examples kept in memory for ``finetuning_events``/``save_finetuning_events``."""
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import tiktoken
 
 __all__ = [
+    "reset_lock_after_fork",
     "DEFAULT_ENCODING",
     "EncodingError",
     "EncodingIntegrityError",
@@ -39,6 +40,12 @@ DEFAULT_ENCODING = "cl100k_base"
 
 _cache: dict[tuple[str, tuple[Path, ...]], tiktoken.Encoding] = {}
 _lock = threading.Lock()
+
+
+def reset_lock_after_fork() -> None:
+    """Re-create the loading lock in a forked child (another thread may have held it)."""
+    global _lock
+    _lock = threading.Lock()
 
 
 class EncodingError(RuntimeError):

@@ -18,7 +18,12 @@ from callbacks.payloads import (
 )
 
 from .counting import Tokenizer, count_messages, count_text, tool_calls_text
-from .encodings import EncodingUnavailableError, encoding_name_for_model, load_encoding
+from .encodings import (
+    EncodingUnavailableError,
+    encoding_name_for_model,
+    load_encoding,
+    reset_lock_after_fork,
+)
 from .records import EmbeddingTokenCount, LLMTokenCount, TokenTotals
 from .settings import TokenSettings
 
@@ -76,6 +81,12 @@ class TokenCountingPlugin:
             self._settings = settings
             self._reset()
         self._manager = manager
+
+    @hookimpl
+    def callbacks_after_fork_in_child(self) -> None:
+        """A lock that another thread held at the fork stays held in the child: start afresh."""
+        self._lock = threading.Lock()
+        reset_lock_after_fork()
 
     @hookimpl
     def on_llm_end(self, event: Event) -> None:

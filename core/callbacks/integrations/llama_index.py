@@ -200,9 +200,9 @@ def install(manager: CallbackManager | None = None) -> CallbacksHandler:
     ``Settings.callback_manager``; returns the handler. Idempotent: a second call for the same
     manager returns the handler already installed.
 
-    ``manager=None`` means the process-wide :func:`callbacks.get_manager` (loaded now, so a bad
-    configuration raises here). Components built before the call see the handler too, since
-    they share ``Settings.callback_manager``'s handler list.
+    ``manager=None`` means the process-wide :func:`callbacks.get_manager` (loaded now; a bad
+    configuration is logged, not raised, unless ``CALLBACKS_STRICT=1``). Components built before
+    the call see the handler too, since they share ``Settings.callback_manager``'s handler list.
     """
     if manager is None:
         get_manager()
