@@ -189,11 +189,10 @@ def test_a_killed_sidecar_is_restarted_and_what_it_lost_is_counted(
 
 @pytest.mark.parametrize("python", ["/nonexistent/python", "/bin/false"])
 def test_a_sidecar_that_cannot_start_leaves_the_plugin_in_process(
-    tmp_path: Path, python: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, python: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("CALLBACKS_SIDECAR_PYTHON", python)
     with caplog.at_level(logging.WARNING, logger="callbacks"):
-        cm = _manager(tmp_path)
+        cm = _manager(tmp_path, sidecar_python=python)
     try:
         assert cm.delivery_mode("recorder") == "background"
         assert any(
@@ -321,3 +320,23 @@ def test_cli_plugins_shows_which_plugins_run_in_the_sidecar(tmp_path: Path) -> N
     table = run_cli("plugins", env=env, cwd=tmp_path)
     line = next(line for line in table.stdout.splitlines() if line.startswith("example"))
     assert "process" in line.split()
+
+
+def test_sigterm_flushes_the_sidecar(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    ending = 'print("ready", flush=True)\nimport signal\nsignal.pause()\n'
+    script = _SCRIPT.format(tests=str(TESTS), out=str(out), n=300, ending=ending)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    sidecar_pid = int(proc.stdout.readline())
+    assert proc.stdout.readline().strip() == "ready"  # every event emitted, none flushed
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, stderr  # the app still dies of the signal
+    seen = json.loads(out.read_text())
+    assert seen["why"] == "shutdown" and seen["pid"] == sidecar_pid
+    assert [r["n"] for r in seen["seen"] if r["kind"] == "end"] == list(range(300))
+    with pytest.raises(ProcessLookupError):
+        os.kill(sidecar_pid, 0)

@@ -82,6 +82,9 @@ class HostSettings(BaseModel):
         description="Per plugin name, override the delivery it asks for; 'process' runs it in "
         "the sidecar process.",
     )
+    sidecar_python: str | None = Field(
+        None, description="The interpreter that runs the sidecar process (default: this one)."
+    )
     instrument: list[str] = Field(
         default_factory=list,
         description="SDKs instrumented when the process-wide manager is built: openai, anthropic.",

@@ -41,14 +41,15 @@ __all__ = ["ProcessChannel", "SidecarLink", "in_sidecar", "open_process_channel"
 
 logger = logging.getLogger(__name__)
 
-SIDECAR_ENV = "CALLBACKS_SIDECAR_CHILD"
-"""Set to ``1`` in the sidecar's environment: there, ``process`` plugins run inline."""
-PYTHON_ENV = "CALLBACKS_SIDECAR_PYTHON"
-"""The interpreter that runs the sidecar (default: ``sys.executable``)."""
+_in_sidecar = False
+"""True in the sidecar process (set by :mod:`._sidecar`): there, ``process`` plugins run inline."""
 
 _START_TIMEOUT_S = 30.0
 _REGISTER_TIMEOUT_S = 120.0
 _STATS_TIMEOUT_S = 2.0
+_LIFECYCLE_TIMEOUT_S = 3600.0
+"""What the sidecar gives a plugin's flush or shutdown hook; the app waits as long as its own
+caller's timeout says."""
 _BATCH = 1024
 _LINGER_S = 0.05
 _MAX_RESTARTS = 5
@@ -59,7 +60,13 @@ _links: weakref.WeakSet[SidecarLink] = weakref.WeakSet()
 
 def in_sidecar() -> bool:
     """True inside the sidecar process."""
-    return os.environ.get(SIDECAR_ENV) == "1"
+    return _in_sidecar
+
+
+def mark_sidecar() -> None:
+    """Called by the sidecar before it builds its manager."""
+    global _in_sidecar
+    _in_sidecar = True
 
 
 class SidecarUnavailable(RuntimeError):
@@ -93,11 +100,27 @@ class _Request:
         self.result: Any = None
 
 
+class _Done:
+    """Set once the sidecar answered a request truthfully: ``wait`` is False on time-out, and
+    when the sidecar died or the request failed."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: _Request) -> None:
+        self.request = request
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.request.done.wait(timeout) and bool(self.request.result)
+
+
 class SidecarLink:
     """The app's end of one sidecar: the queue, the sender and reader threads, and counters."""
 
-    def __init__(self, host_config: dict[str, Any], queue_size: int) -> None:
+    def __init__(
+        self, host_config: dict[str, Any], queue_size: int, python: str | None = None
+    ) -> None:
         self.host_config = host_config
+        self.python = python or sys.executable
         self.queue_size = queue_size
         self.plugins: dict[str, tuple[tuple[str, str], dict[str, Any]]] = {}
         self.dropped = 0
@@ -142,16 +165,13 @@ class SidecarLink:
     def _start_locked(self) -> None:
         if self._conn is not None:
             return
-        python = os.environ.get(PYTHON_ENV) or sys.executable
+        python = self.python
         mine, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env[SIDECAR_ENV] = "1"
         try:
             try:
                 proc = subprocess.Popen(
                     [python, "-m", "callbacks._sidecar", str(theirs.fileno())],
                     pass_fds=(theirs.fileno(),),
-                    env=env,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # the terminal's Ctrl-C goes to the app only
                 )
@@ -302,20 +322,23 @@ class SidecarLink:
             raise SidecarUnavailable(str(answer))
         self.plugins[name] = (spec, section)
 
-    def flush(self, name: str, timeout: float) -> bool:
-        """Round-trip a flush marker: every item queued before it is handled, and the plugin's
-        ``callbacks_flush`` ran in the sidecar."""
-        return bool(self._request("flush", timeout, name, timeout))
+    def post(self, kind: str, *args: Any) -> _Done | None:
+        """Queue a request behind everything queued so far and return at once; ``None`` once
+        the link is closed. ``"flush"``: every item queued before is handled and the plugin's
+        ``callbacks_flush`` ran; ``"unregister"``: its ``callbacks_shutdown`` ran and it is gone
+        from the sidecar."""
+        if self.closed:
+            return None
+        request = _Request(kind, next(self._tokens), *args)
+        self._queue.append(request)
+        self._wakeup.set()
+        return _Done(request)
 
-    def unregister(self, name: str, timeout: float) -> bool:
-        """Drain, run the plugin's ``callbacks_shutdown`` in the sidecar and remove it; the
-        sidecar exits with its last plugin."""
-        deadline = time.monotonic() + timeout
-        ok = bool(self._request("unregister", timeout, name, timeout))
+    def forget(self, name: str, timeout: float) -> None:
+        """A plugin has left; the sidecar exits with the last one."""
         self.plugins.pop(name, None)
         if not self.plugins:
-            ok = self.close(max(0.0, deadline - time.monotonic())) and ok
-        return ok
+            self.close(timeout)
 
     def stats(self) -> dict[str, Any] | None:
         """The sidecar manager's ``stats()``, or ``None`` if it did not answer."""
@@ -480,15 +503,37 @@ class ProcessChannel(PluginChannel):
         # once for the sidecar, whatever number of its plugins hear it.
         self.enqueue = link.enqueue  # type: ignore[method-assign]
 
+    def call(self, calls: Any, item: Any, count: bool = True) -> None:
+        """Lifecycle hooks of the app's copy of the plugin do not run: the plugin lives in the
+        sidecar (configured, flushed and shut down there; a forked child gets its own)."""
+
+    def post(self, action: Callable[[], Any] | None) -> _Done | None:  # type: ignore[override]
+        """Flush this plugin in the sidecar behind everything queued so far (``action``, the
+        app-side lifecycle call, does not apply: the sidecar runs the plugin's own flush)."""
+        return self.link.post("flush", self.name, _LIFECYCLE_TIMEOUT_S)
+
     def run_on_worker(self, action: Callable[[], Any] | None, timeout: float) -> bool:
-        """Flush this plugin in the sidecar (``action``, the app-side lifecycle call, does not
-        apply: the sidecar runs the plugin's own flush)."""
-        return self.link.flush(self.name, timeout)
+        done = self.post(action)
+        return done is not None and done.wait(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the sidecar to shut this plugin down once what was queued before is handled."""
+        if not self._closed:
+            self._closed = True
+            self._stopping = self.link.post("unregister", self.name, _LIFECYCLE_TIMEOUT_S)
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """Wait for the plugin's shutdown in the sidecar; the sidecar exits with its last
+        plugin."""
+        deadline = time.monotonic() + timeout
+        stopping = getattr(self, "_stopping", None)
+        ok = stopping is not None and stopping.wait(timeout)
+        self.link.forget(self.name, max(0.0, deadline - time.monotonic()))
+        return ok
 
     def stop(self, timeout: float) -> bool:
-        """Shut the plugin down in the sidecar."""
-        self._closed = True
-        return self.link.unregister(self.name, timeout)
+        self.request_stop()
+        return self.wait_stopped(timeout)
 
     def is_worker_thread(self) -> bool:
         return False
@@ -550,9 +595,11 @@ def open_process_channel(registry: Registry, name: str, plugin: object) -> Proce
     try:
         spec = plugin_spec(plugin)
         if link is None or link.closed:
-            host = settings.model_dump(exclude={"plugins", "disable", "delivery", "instrument"})
+            host = settings.model_dump(
+                exclude={"plugins", "disable", "delivery", "instrument", "sidecar_python"}
+            )
             host["strict"] = False
-            link = SidecarLink(host, settings.queue_size)
+            link = SidecarLink(host, settings.queue_size, settings.sidecar_python)
             registry.sidecar = link  # type: ignore[attr-defined]
         section = dict(registry.config.sections.get(name.lower(), {}))
         link.register(name, spec, section)

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._manager import CallbackManager, dispatcher_of
+from ._process_channel import mark_sidecar
 from ._trace import Trace
 from .events import (
     _MONO_ANCHOR_NS,
@@ -253,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     # The app decides when to stop: the terminal's Ctrl-C (or a signal sent to the group) must
     # not kill the sidecar before the app's exit flush reaches it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mark_sidecar()
     return serve(Connection(int(argv[0])))
 
 
