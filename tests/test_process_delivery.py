@@ -340,3 +340,21 @@ def test_sigterm_flushes_the_sidecar(tmp_path: Path) -> None:
     assert [r["n"] for r in seen["seen"] if r["kind"] == "end"] == list(range(300))
     with pytest.raises(ProcessLookupError):
         os.kill(sidecar_pid, 0)
+
+
+def test_the_sidecar_shuts_its_plugins_down_when_the_app_is_killed(tmp_path: Path) -> None:
+    # kill -9 of the app: no exit hook runs; the sidecar sees its socket close.
+    ending = "cm.flush(timeout=30)\nos.kill(os.getpid(), 9)\n"
+    completed, out = _run_script(tmp_path, 50, ending)
+    assert completed.returncode == -signal.SIGKILL
+    sidecar_pid = int(completed.stdout.split()[0])
+    try:
+        pidfd = os.pidfd_open(sidecar_pid)
+    except ProcessLookupError:
+        pass  # already gone
+    else:
+        assert select.select([pidfd], [], [], 60.0)[0]  # readable once the process exited
+        os.close(pidfd)
+    seen = json.loads(out.read_text())
+    assert seen["why"] == "shutdown" and seen["pid"] == sidecar_pid
+    assert [r["n"] for r in seen["seen"] if r["kind"] == "end"] == list(range(50))
