@@ -1,4 +1,4 @@
-"""The ``wandb`` plugin: hooks turning events into W&B traces, metrics and an LLM-calls table."""
+"""The ``wandb`` plugin: traces as W&B trace trees and metrics, plus an LLM-calls table."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from callbacks import Event, EventType, hookimpl
+from callbacks.collect import CollectedTrace, TraceCollector
 
-from .collector import EventPair, TraceCollector
-from .llm_calls import COLUMNS, llm_call
+from .llm_calls import COLUMNS, llm_call, plain_cell
 from .run import RunHandle, WandbInitError
 from .settings import WandbSettings
 from .spans import build_tree
@@ -26,8 +26,9 @@ MAX_TABLE_ROWS = 10_000
 
 
 class WandbPlugin:
-    """Logs each trace as a W&B trace tree, each LLM call as ``llm/*`` metrics, and a table of
-    LLM calls. Every W&B call runs on this plugin's background worker."""
+    """Logs each trace as one W&B history row (its trace tree and ``trace/*`` metrics) and keeps
+    a table of LLM calls, logged at flush and shutdown. Every W&B call runs on this plugin's
+    background worker."""
 
     callbacks_delivery = "background"
     callbacks_name = "wandb"
@@ -39,7 +40,11 @@ class WandbPlugin:
         """Trace trees logged so far."""
         self.discarded = 0
         """Events and traces not logged because W&B failed to start or was already finished."""
-        self._collector = TraceCollector()
+        self.cells_converted = 0
+        """Table cells whose value W&B could not take as is, logged as plain values or text."""
+        self.table_errors = 0
+        """Times the ``llm_calls`` table could not be built even from converted cells."""
+        self._collector = TraceCollector(name="callbacks-wandb")
         self._rows: deque[list[Any]] = deque(maxlen=MAX_TABLE_ROWS)
         self._rows_added = 0
         self._rows_logged = 0
@@ -63,30 +68,26 @@ class WandbPlugin:
 
     @hookimpl
     def on_event_end(self, event: Event) -> None:
-        """Hold the end; for an LLM call, log its metrics and keep its table row."""
-        if not self._ready():
-            return
-        pair = self._collector.add(event)
-        if event.type == EventType.LLM:
-            call = llm_call(pair.start if pair else None, event, self.settings.log_payloads)
-            self._rows.append(call.row())
-            self._rows_added += 1
-            metrics = call.metrics()
-            if metrics:
-                self.run.log(metrics)
+        """Hold the end until its trace ends."""
+        if self._ready():
+            self._collector.add(event)
 
     @hookimpl
     def on_trace_end(self, trace: Trace) -> None:
-        """Log the trace's events as one W&B trace tree, with the trace's totals."""
-        pairs = self._collector.pop(trace.id)
-        if not pairs:
-            return
-        if not self._ready():
+        """Log the trace as one history row: its trace tree and its totals; keep a table row per
+        LLM call."""
+        collected = self._collector.end_trace(trace)
+        if not collected.pairs or not self._ready():
             return
         from wandb.sdk.data_types.trace_tree import WBTraceTree
 
-        root = build_tree(trace, pairs, self.settings.log_payloads)
-        data: dict[str, Any] = {"trace": WBTraceTree(root), **self._trace_metrics(trace, pairs)}
+        mode = self.settings.log_payloads
+        calls = [llm_call(p, mode) for p in collected.pairs.values() if p.any.type is EventType.LLM]
+        for call in calls:
+            self._rows.append(self._plain_row(call.row()))
+        self._rows_added += len(calls)
+        root = build_tree(trace, collected.pairs, mode)
+        data: dict[str, Any] = {"trace": WBTraceTree(root), **_trace_metrics(collected, calls)}
         self.run.log(data)
         self.traces_logged += 1
 
@@ -105,12 +106,27 @@ class WandbPlugin:
                     "callbacks-wandb: %d trace(s) had not ended at shutdown and were not logged",
                     len(self._collector),
                 )
-            if self.discarded:
+            if self.discarded or self._collector.lost_events:
                 logger.warning(
-                    "callbacks-wandb: %d event(s) were not logged to W&B", self.discarded
+                    "callbacks-wandb: %d event(s) were not logged to W&B",
+                    self.discarded + self._collector.lost_events,
                 )
         finally:
             self.run.finish()
+
+    def callbacks_stats(self) -> dict[str, Any]:
+        """Where the run went and what was logged or lost."""
+        return {
+            "run_dir": self.run.run_dir,
+            "sync_file": self.run.sync_file,
+            "requested_dir": self.run.requested_dir,
+            "dir_fallbacks": self.run.dir_fallbacks,
+            "traces_logged": self.traces_logged,
+            "discarded": self.discarded,
+            "cells_converted": self.cells_converted,
+            "table_errors": self.table_errors,
+            **self._collector.stats(),
+        }
 
     def _ready(self) -> bool:
         # Starts the run on first use. Raises once if wandb.init fails (the host logs and counts
@@ -126,33 +142,53 @@ class WandbPlugin:
                 raise
         return True
 
+    def _plain_row(self, row: list[Any]) -> list[Any]:
+        out = []
+        for value in row:
+            cell, converted = plain_cell(value)
+            self.cells_converted += converted
+            out.append(cell)
+        return out
+
     def _log_table(self) -> None:
         if self._rows_added == self._rows_logged or not (self.run.started and self.run.usable):
             return
         import wandb
 
-        self.run.log(
-            {"llm_calls": wandb.Table(columns=list(COLUMNS), data=[list(r) for r in self._rows])}
-        )
+        rows = [list(r) for r in self._rows]
+        try:
+            table = wandb.Table(columns=list(COLUMNS), data=rows)
+        except Exception:
+            # One odd value must not cost the table: fall back to text cells.
+            self.table_errors += 1
+            logger.warning(
+                "callbacks-wandb: llm_calls table rebuilt with text cells", exc_info=True
+            )
+            rows = [[None if v is None else str(v) for v in r] for r in rows]
+            table = wandb.Table(columns=list(COLUMNS), data=rows)
+        self.run.log({"llm_calls": table})
         self._rows_logged = self._rows_added
 
-    def _trace_metrics(self, trace: Trace, pairs: dict[str, EventPair]) -> dict[str, float | int]:
-        mode = self.settings.log_payloads
-        calls = [
-            llm_call(p.start, p.end, mode)
-            for p in pairs.values()
-            if p.end is not None and p.end.type == EventType.LLM
-        ]
-        tokens = [c.total_tokens for c in calls if c.total_tokens is not None]
-        metrics: dict[str, float | int] = {
-            "trace/events": len(pairs),
-            "trace/llm_calls": len(calls),
-            "trace/errors": sum(
-                1 for p in pairs.values() if p.end is None or p.end.exception is not None
-            ),
-        }
-        if trace.duration_ns is not None:
-            metrics["trace/duration_ms"] = trace.duration_ns / 1e6
-        if tokens:
-            metrics["trace/total_tokens"] = sum(tokens)
-        return metrics
+
+def _trace_metrics(collected: CollectedTrace, calls: list[Any]) -> dict[str, float | int]:
+    pairs = collected.pairs
+    metrics: dict[str, float | int] = {
+        "trace/events": len(pairs),
+        "trace/llm_calls": len(calls),
+        "trace/errors": sum(1 for p in pairs.values() if p.end is None or p.error is not None),
+    }
+    trace = collected.trace
+    if trace is not None and trace.duration_ns is not None:
+        metrics["trace/duration_ms"] = trace.duration_ns / 1e6
+    counted = [c for c in calls if c.total_tokens is not None]
+    if counted:
+        metrics["trace/prompt_tokens"] = sum(c.prompt_tokens for c in counted)
+        metrics["trace/completion_tokens"] = sum(c.completion_tokens for c in counted)
+        metrics["trace/total_tokens"] = sum(c.total_tokens for c in counted)
+        metrics["trace/estimated_tokens"] = sum(
+            c.total_tokens for c in counted if c.token_source == "estimate"
+        )
+    latencies = [c.latency_ms for c in calls if c.latency_ms is not None]
+    if latencies:
+        metrics["trace/llm_latency_ms"] = sum(latencies)
+    return metrics
