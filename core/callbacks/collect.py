@@ -69,16 +69,17 @@ class EventPair:
         the exception its payload reports (LlamaIndex reports a handled exception that way; a
         text there becomes an ``Exception`` with that message)."""
         end = self.end
-        if end is not None and end.exception is not None:
-            return end.exception
-        for event in (self.start, end):
-            if event is not None and event.type is EventType.EXCEPTION:
-                reported = event.payload.get(EventPayload.EXCEPTION)
+        if self.any.type is EventType.EXCEPTION:
+            for event in (self.start, end):
+                reported = event.payload.get(EventPayload.EXCEPTION) if event else None
                 if isinstance(reported, BaseException):
                     return reported
                 if reported is not None:
                     return Exception(str(reported))
-                return Exception("exception event")
+        if end is not None and end.exception is not None:
+            return end.exception
+        if self.any.type is EventType.EXCEPTION:
+            return Exception("exception event")
         return None
 
     @property

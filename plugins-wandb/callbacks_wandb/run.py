@@ -29,6 +29,13 @@ class RunHandle:
         """Why ``wandb.init`` failed, once it has; nothing is logged after that."""
         self.sync_file: str | None = None
         """Path of the run's ``.wandb`` file, once the run exists."""
+        self.run_dir: str | None = None
+        """The run's directory (``.../wandb/offline-run-*`` offline): what ``wandb sync`` takes."""
+        self.requested_dir: str | None = None
+        """Where the run was asked to go: the ``dir`` setting, else ``WANDB_DIR``, else the
+        current directory."""
+        self.dir_fallbacks = 0
+        """Runs that wandb put elsewhere than :attr:`requested_dir` (it could not write there)."""
         self._run: Run | None = None
         self._pid = os.getpid()
 
@@ -55,7 +62,25 @@ class RunHandle:
         if self._run is None:
             self._run = self._init()
             self.sync_file = str(self._run.settings.sync_file)
+            self.run_dir = str(self._run.settings.sync_dir)
+            self._check_dir(self.run_dir)
         return self._run
+
+    def _check_dir(self, run_dir: str) -> None:
+        # wandb falls back to the temp directory, silently, when it cannot write where asked.
+        requested = self.settings.dir or os.environ.get("WANDB_DIR") or os.getcwd()
+        self.requested_dir = os.path.abspath(os.path.expanduser(str(requested)))
+        wanted = os.path.realpath(self.requested_dir)
+        actual = os.path.realpath(run_dir)
+        if os.path.commonpath([wanted, actual]) != wanted:
+            self.dir_fallbacks += 1
+            logger.warning(
+                "callbacks-wandb: W&B could not write to %s; the run was written to %s instead "
+                "(sync it with: wandb sync %s)",
+                self.requested_dir,
+                run_dir,
+                run_dir,
+            )
 
     def _init(self) -> Run:
         import wandb
