@@ -112,7 +112,17 @@ def test_odd_event_streams_are_logged_without_crashing(wandb_offline: Path) -> N
     assert abandoned["status_message"] == "EventAbandoned: gone"
     orphan = root["child_spans"][1]
     assert (orphan["status_code"], orphan["end_time_ms"]) == ("ERROR", None)
-    assert run.table("llm_calls")["data"][0][2:] == [None, None, None, 2, 3, 5, "provider", 0.005, "ok"]
+    assert run.table("llm_calls")["data"][0][2:] == [
+        None,
+        None,
+        None,
+        2,
+        3,
+        5,
+        "provider",
+        0.005,
+        "ok",
+    ]
 
 
 def test_summary_mode_clips_texts_and_counts_lists() -> None:
