@@ -18,12 +18,11 @@ __all__ = ["AimPlugin"]
 
 logger = logging.getLogger(__name__)
 
-"""Start events kept while waiting for their end; the oldest are forgotten beyond this."""
-
 
 class AimPlugin:
-    """Records LLM prompts and responses, chunks, retrievals, latencies and token counts in an
-    Aim run. All Aim calls happen on this plugin's background worker."""
+    """Records LLM prompts and responses, chunks, retrievals, errors, latencies and token
+    counts in an Aim run. Aim starts in the background as soon as the plugin is configured;
+    every other Aim call happens on this plugin's background worker."""
 
     callbacks_name = "aim"
     callbacks_delivery = "background"
@@ -47,9 +46,11 @@ class AimPlugin:
 
     @hookimpl
     def callbacks_configure(self, settings: AimSettings | None, manager: Any) -> None:
-        """Take the validated settings; the run itself is opened on the first event."""
+        """Take the validated settings and start opening the run (importing Aim and creating a
+        new repository take seconds: they must not land in a short program's shutdown)."""
         self._settings = settings if settings is not None else AimSettings()
         self._recorder = AimRecorder(self._settings)
+        self._recorder.start()
 
     @hookimpl
     def on_event_end(self, event: Event) -> None:
@@ -62,13 +63,31 @@ class AimPlugin:
         self.recorder.record(trace_records(trace.name, trace.duration_ns, self._steps))
 
     @hookimpl
-    def callbacks_flush(self, timeout: float) -> None:
-        """Wait for a remote Aim repository to receive what was tracked."""
-        if self._recorder is not None:
-            self._recorder.flush()
+    def callbacks_flush(self, timeout: float) -> bool:
+        """Wait (within ``timeout``) until what was recorded is in the repository."""
+        return self._recorder.flush(timeout) if self._recorder is not None else True
 
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
-        """Close the Aim run."""
+        """Write what is held and close the run, waiting at most ``timeout`` for Aim's setup."""
         if self._recorder is not None:
-            self._recorder.close()
+            self._recorder.close(timeout)
+            if self._recorder.dropped:
+                logger.warning(
+                    "callbacks-aim: %d record(s) could not be written to %s",
+                    self._recorder.dropped,
+                    self._recorder.repo,
+                )
+
+    def callbacks_stats(self) -> dict[str, Any]:
+        """Where the run is and what was written, held or lost."""
+        recorder = self._recorder
+        if recorder is None:
+            return {}
+        return {
+            "repo": recorder.repo,
+            "run_hash": recorder.run_hash,
+            "tracked": recorder.tracked,
+            "pending": recorder.pending,
+            "dropped": recorder.dropped,
+        }
