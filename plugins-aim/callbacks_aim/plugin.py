@@ -71,7 +71,9 @@ class AimPlugin:
     def callbacks_shutdown(self, timeout: float) -> None:
         """Write what is held and close the run, waiting at most ``timeout`` for Aim's setup."""
         if self._recorder is not None:
-            self._recorder.close(timeout)
+            # Return a little before the host's bound, so it is this plugin that says what is
+            # still running (and the host does not call it stuck).
+            self._recorder.close(max(0.0, timeout - 0.25))
             if self._recorder.dropped:
                 logger.warning(
                     "callbacks-aim: %d record(s) could not be written to %s",
