@@ -47,6 +47,9 @@ class OpenInferencePlugin:
         self.masker: Masker | None = None
         self.attribute_errors = 0
         """Events whose payload could not be turned into attributes (their span has none)."""
+        self.last_flush_ok: bool | None = None
+        """What the last ``callbacks_flush`` returned: False when the export did not finish in
+        time or spans were lost since the flush before (also in ``stats()``)."""
         self._collector = self._new_collector()
         if hasattr(os, "register_at_fork"):
             # The parent exports its own open traces; a forked child must not export them again.
@@ -101,7 +104,8 @@ class OpenInferencePlugin:
         False if the export did not finish or some span was lost since the previous flush."""
         if self.sink is None:
             return True
-        return self.sink.flush(timeout)
+        self.last_flush_ok = self.sink.flush(timeout)
+        return self.last_flush_ok
 
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> bool:
@@ -190,5 +194,6 @@ class OpenInferencePlugin:
         out = self.sink.stats() if self.sink is not None else {}
         out["events_dropped"] = self.events_dropped
         out["attribute_errors"] = self.attribute_errors
+        out["last_flush_ok"] = self.last_flush_ok
         out.update(self._collector.stats())
         return out
