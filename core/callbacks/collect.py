@@ -213,7 +213,9 @@ class TraceCollector:
         pair = pairs.get(event.id)
         if pair is None:
             if len(pairs) >= self.max_events:
-                self._drop(collected)
+                # Count each event once: its start, or an end that brings no start with it.
+                if event.is_start or event.start is None:
+                    self._drop(collected)
                 return None
             pair = pairs[event.id] = EventPair()
         if event.is_start:
@@ -240,6 +242,10 @@ class TraceCollector:
         if len(self._ended) > _RECENTLY_ENDED:
             self._ended.popitem(last=False)
         return collected
+
+    def open_traces(self) -> list[CollectedTrace]:
+        """The open traces, oldest first (still owned by the collector: read, do not keep)."""
+        return list(self._open.values())
 
     def drain(self) -> list[CollectedTrace]:
         """Remove and return every open trace, oldest first (at shutdown: export as they stand)."""
