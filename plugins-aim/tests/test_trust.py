@@ -83,7 +83,7 @@ def test_sequences_stay_a_bounded_set_over_many_events(tmp_path: Path) -> None:
     plugin = AimPlugin()
     cm = CallbackManager(plugins=[plugin], config={"aim": {"repo": str(tmp_path)}})
     counts = []
-    for phase in range(2):
+    for _phase in range(2):
         for i in range(300):
             with cm.as_trace("q"):
                 with cm.event(EventType.RETRIEVE, {P.QUERY_STR: f"q{i}"}) as retrieve:
