@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ from callbacks import Event, EventType, hookimpl
 from callbacks.collect import CollectedTrace, TraceCollector
 
 from .llm_calls import COLUMNS, llm_call, plain_cell
-from .run import RunHandle, WandbInitError
+from .run import RunHandle
 from .settings import WandbSettings
 from .spans import build_tree
 
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 MAX_TABLE_ROWS = 10_000
 """The ``llm_calls`` table keeps the most recent calls, up to this many."""
+MAX_PENDING_TRACES = 10_000
+"""Ended traces held while W&B is starting; beyond this the oldest are discarded (counted)."""
 
 
 class WandbPlugin:
@@ -35,16 +38,20 @@ class WandbPlugin:
 
     def __init__(self) -> None:
         self.settings = WandbSettings()
-        self.run = RunHandle(self.settings)
+        self.run = RunHandle(self.settings, on_ready=self._on_ready)
         self.traces_logged = 0
         """Trace trees logged so far."""
         self.discarded = 0
-        """Events and traces not logged because W&B failed to start or was already finished."""
+        """Events not logged because W&B failed to start or was already finished."""
         self.cells_converted = 0
         """Table cells whose value W&B could not take as is, logged as plain values or text."""
         self.table_errors = 0
         """Times the ``llm_calls`` table could not be built even from converted cells."""
         self._collector = TraceCollector(name="callbacks-wandb")
+        self._lock = threading.RLock()
+        self._pending: deque[tuple[Trace, CollectedTrace]] = deque()
+        self._closing = False
+        self._reported_init_error = False
         self._rows: deque[list[Any]] = deque(maxlen=MAX_TABLE_ROWS)
         self._rows_added = 0
         self._rows_logged = 0
@@ -58,7 +65,7 @@ class WandbPlugin:
     def callbacks_configure(self, settings: WandbSettings | None) -> None:
         """Keep the validated settings; the run itself starts with the first event."""
         self.settings = settings if settings is not None else WandbSettings()
-        self.run = RunHandle(self.settings)
+        self.run = RunHandle(self.settings, on_ready=self._on_ready)
 
     @hookimpl
     def on_event_start(self, event: Event) -> None:
@@ -74,33 +81,101 @@ class WandbPlugin:
 
     @hookimpl
     def on_trace_end(self, trace: Trace) -> None:
-        """Log the trace as one history row: its trace tree and its totals; keep a table row per
-        LLM call."""
+        """Log the trace as one history row (held until W&B has started)."""
         collected = self._collector.end_trace(trace)
         if not collected.pairs or not self._ready():
             return
-        from wandb.sdk.data_types.trace_tree import WBTraceTree
-
-        mode = self.settings.log_payloads
-        calls = [llm_call(p, mode) for p in collected.pairs.values() if p.any.type is EventType.LLM]
-        for call in calls:
-            self._rows.append(self._plain_row(call.row()))
-        self._rows_added += len(calls)
-        root = build_tree(trace, collected.pairs, mode)
-        data: dict[str, Any] = {"trace": WBTraceTree(root), **_trace_metrics(collected, calls)}
-        self.run.log(data)
-        self.traces_logged += 1
+        with self._lock:
+            if self.run.started:
+                self._log_trace(trace, collected)
+            else:
+                if len(self._pending) >= MAX_PENDING_TRACES:
+                    _, dropped = self._pending.popleft()
+                    self.discarded += len(dropped)
+                self._pending.append((trace, collected))
 
     @hookimpl
-    def callbacks_flush(self, timeout: float) -> None:
-        """Log the LLM-calls table if calls were added since it was last logged."""
-        self._log_table()
+    def callbacks_flush(self, timeout: float) -> bool:
+        """Wait (within ``timeout``) for W&B to start, log held traces and the LLM-calls table
+        if calls were added since it was last logged. False if W&B was still starting."""
+        ready = self.run.wait(timeout)
+        self._report_init_error()
+        with self._lock:
+            if self.run.started:
+                self._log_pending()
+                self._log_table()
+        return ready
 
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
-        """Log the table and finish the run: without ``finish()`` W&B loses the data."""
+        """Log what is held and the table, and finish the run (without ``finish()`` W&B loses
+        the data). If W&B is still starting at the deadline, the setup thread does it when
+        ready, and the program waits for that started work before it exits."""
+        # Return a little before the host's bound: this plugin says what is still running.
+        self.run.wait(max(0.0, timeout - 0.25))
         try:
-            self._log_table()
+            self._report_init_error()
+        finally:
+            with self._lock:
+                self._closing = True
+                if self.run.starting:
+                    logger.warning(
+                        "callbacks-wandb: W&B is still starting; %d trace(s) will be logged and "
+                        "the run finished when it is ready (the program waits for that)",
+                        len(self._pending),
+                    )
+                else:
+                    self._close()
+
+    def callbacks_stats(self) -> dict[str, Any]:
+        """Where the run went and what was logged, held or lost."""
+        return {
+            "run_dir": self.run.run_dir,
+            "sync_file": self.run.sync_file,
+            "requested_dir": self.run.requested_dir,
+            "dir_fallbacks": self.run.dir_fallbacks,
+            "traces_logged": self.traces_logged,
+            "traces_pending": len(self._pending),
+            "discarded": self.discarded,
+            "cells_converted": self.cells_converted,
+            "table_errors": self.table_errors,
+            **self._collector.stats(),
+        }
+
+    def _ready(self) -> bool:
+        # Starts W&B on first use, off this thread. If wandb.init failed, raises once (the host
+        # logs and counts it); afterwards events are discarded and counted.
+        if self.run.failed is not None or not self.run.usable:
+            self.discarded += 1
+            self._report_init_error()
+            return False
+        self.run.start()
+        return True
+
+    def _report_init_error(self) -> None:
+        error = self.run.init_error
+        if error is not None and not self._reported_init_error:
+            self._reported_init_error = True
+            raise error
+
+    def _on_ready(self, run: RunHandle) -> None:
+        # On the setup thread, once wandb.init has returned or failed.
+        with self._lock:
+            if not run.started:
+                self.discarded += sum(len(collected) for _, collected in self._pending)
+                self._pending.clear()
+                return
+            try:
+                self._log_pending()
+            finally:
+                if self._closing:
+                    self._close()
+
+    def _close(self) -> None:
+        try:
+            if self.run.started:
+                self._log_pending()
+                self._log_table()
             if len(self._collector):
                 logger.warning(
                     "callbacks-wandb: %d trace(s) had not ended at shutdown and were not logged",
@@ -114,33 +189,23 @@ class WandbPlugin:
         finally:
             self.run.finish()
 
-    def callbacks_stats(self) -> dict[str, Any]:
-        """Where the run went and what was logged or lost."""
-        return {
-            "run_dir": self.run.run_dir,
-            "sync_file": self.run.sync_file,
-            "requested_dir": self.run.requested_dir,
-            "dir_fallbacks": self.run.dir_fallbacks,
-            "traces_logged": self.traces_logged,
-            "discarded": self.discarded,
-            "cells_converted": self.cells_converted,
-            "table_errors": self.table_errors,
-            **self._collector.stats(),
-        }
+    def _log_pending(self) -> None:
+        while self._pending:
+            trace, collected = self._pending.popleft()
+            self._log_trace(trace, collected)
 
-    def _ready(self) -> bool:
-        # Starts the run on first use. Raises once if wandb.init fails (the host logs and counts
-        # it); afterwards events are discarded and counted, since every retry would fail alike.
-        if not self.run.usable:
-            self.discarded += 1
-            return False
-        if not self.run.started:
-            try:
-                self.run.get()
-            except WandbInitError:
-                self.discarded += 1
-                raise
-        return True
+    def _log_trace(self, trace: Trace, collected: CollectedTrace) -> None:
+        from wandb.sdk.data_types.trace_tree import WBTraceTree
+
+        mode = self.settings.log_payloads
+        calls = [llm_call(p, mode) for p in collected.pairs.values() if p.any.type is EventType.LLM]
+        for call in calls:
+            self._rows.append(self._plain_row(call.row()))
+        self._rows_added += len(calls)
+        root = build_tree(trace, collected.pairs, mode)
+        data: dict[str, Any] = {"trace": WBTraceTree(root), **_trace_metrics(collected, calls)}
+        self.run.log(data)
+        self.traces_logged += 1
 
     def _plain_row(self, row: list[Any]) -> list[Any]:
         out = []
@@ -161,9 +226,7 @@ class WandbPlugin:
         except Exception:
             # One odd value must not cost the table: fall back to text cells.
             self.table_errors += 1
-            logger.warning(
-                "callbacks-wandb: llm_calls table rebuilt with text cells", exc_info=True
-            )
+            logger.warning("callbacks-wandb: llm_calls table made of text cells", exc_info=True)
             rows = [[None if v is None else str(v) for v in r] for r in rows]
             table = wandb.Table(columns=list(COLUMNS), data=rows)
         self.run.log({"llm_calls": table})

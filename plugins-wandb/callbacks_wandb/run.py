@@ -1,9 +1,18 @@
-"""The plugin's W&B run: created on first use, logged to, finished once."""
+"""The plugin's W&B run: started in the background on first use, logged to, finished once.
+
+``wandb.init`` takes seconds (importing wandb, starting ``wandb-core``). Done on the plugin's
+worker, a short program's shutdown window could end inside it and its data be lost. So
+:meth:`RunHandle.start` runs it on a setup thread of its own; that thread is not a daemon, so a
+program that ends while W&B is still starting waits for that started work, and the plugin's
+``on_ready`` callback logs what was held and, after shutdown, finishes the run.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .settings import WandbSettings
@@ -21,10 +30,14 @@ class WandbInitError(RuntimeError):
 
 
 class RunHandle:
-    """Owns one W&B run. Every method must be called from the plugin's worker thread."""
+    """Owns one W&B run, created by :meth:`start` on a setup thread."""
 
-    def __init__(self, settings: WandbSettings) -> None:
+    def __init__(
+        self, settings: WandbSettings, on_ready: Callable[[RunHandle], Any] | None = None
+    ) -> None:
         self.settings = settings
+        self.on_ready = on_ready
+        """Called on the setup thread once ``wandb.init`` has returned (or failed)."""
         self.failed: BaseException | None = None
         """Why ``wandb.init`` failed, once it has; nothing is logged after that."""
         self.sync_file: str | None = None
@@ -38,6 +51,43 @@ class RunHandle:
         """Runs that wandb put elsewhere than :attr:`requested_dir` (it could not write there)."""
         self._run: Run | None = None
         self._pid = os.getpid()
+        self._setup: threading.Thread | None = None
+        self._done = threading.Event()
+        self.init_error: WandbInitError | None = None
+        """The error to report when ``wandb.init`` failed on the setup thread."""
+
+    def start(self) -> None:
+        """Run ``wandb.init`` on a setup thread, once per process (again in a forked child)."""
+        if self._pid != os.getpid():
+            # A run does not survive fork: the child starts its own.
+            self._run, self._pid, self.failed = None, os.getpid(), None
+            self._setup, self._done = None, threading.Event()
+        if self._setup is not None or self.failed is not None:
+            return
+        self._setup = threading.Thread(target=self._start, name="callbacks-wandb-init")
+        self._setup.start()
+
+    @property
+    def starting(self) -> bool:
+        """True while the setup thread is still running ``wandb.init``."""
+        return self._setup is not None and not self._done.is_set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for a started setup (at most ``timeout`` s); True when there is none left."""
+        return self._setup is None or self._done.wait(timeout)
+
+    def _start(self) -> None:
+        try:
+            self.get()
+        except WandbInitError as error:
+            self.init_error = error
+        except Exception as exc:
+            self.failed = exc
+            logger.debug("wandb.init failed", exc_info=True)
+        finally:
+            self._done.set()
+            if self.on_ready is not None:
+                self.on_ready(self)
 
     @property
     def started(self) -> bool:

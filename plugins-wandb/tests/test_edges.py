@@ -92,6 +92,7 @@ def test_odd_event_streams_are_logged_without_crashing(wandb_offline: Path) -> N
         duration_ns=60_000,
     )
     plugin.on_trace_end(trace)
+    assert plugin.run.wait(60)  # wandb.init runs on a setup thread
     sync_file = Path(plugin.run.sync_file)
     plugin.callbacks_shutdown(timeout=10)
     wandb.teardown()
