@@ -110,10 +110,12 @@ class AimRecorder:
                     f"{self._open_error!r}; set CALLBACKS_AIM__REPO or [aim] repo to a writable "
                     "directory"
                 ) from None
-            if self._run is None:
+            run = self._run
+            if run is None:
                 self._hold(batch)
                 return
-            self._track(self._run, batch)
+        # Only this (the worker's) thread tracks once the run is live.
+        self._track(run, batch)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait (at most ``timeout`` s) for a setup that has started to write what is held, then
@@ -139,17 +141,17 @@ class AimRecorder:
             setup.join(timeout)
         with self._lock:
             self._closed = True
-            if self._run is None:
-                if setup is not None and setup.is_alive():
-                    logger.warning(
-                        "callbacks-aim: aim is still starting in %s; %d record(s) will be written "
-                        "and the run closed when it is ready (the program waits for that)",
-                        self._repo,
-                        len(self._pending),
-                    )
-                    return False
-                return True
-            self._close_run()
+            run, self._run = self._run, None
+            if run is None and setup is not None and setup.is_alive():
+                logger.warning(
+                    "callbacks-aim: aim is still starting in %s; %d record(s) will be written "
+                    "and the run closed when it is ready (the program waits for that)",
+                    self._repo,
+                    len(self._pending),
+                )
+                return False
+        if run is not None:
+            _close(run, self._repo)
         return True
 
     def _hold(self, batch: list[Record]) -> None:
@@ -171,20 +173,26 @@ class AimRecorder:
                 self._pending.clear()
             self._ready.set()
             return
-        with self._lock:
-            self._run, self._hash = run, run.hash
-            pending, self._pending = list(self._pending), deque()
+        self._hash = run.hash
+        # Write what was held, batch by batch, without holding the lock while Aim writes (the
+        # worker keeps holding new records meanwhile); the run goes live once nothing is held.
+        while True:
+            with self._lock:
+                if not self._pending:
+                    closed = self._closed
+                    if not closed:
+                        self._run = run
+                    break
+                batch = list(self._pending)
+                self._pending.clear()
             try:
-                self._track(run, pending)
+                self._track(run, batch)
             except AimRecordError:
-                logger.warning(
-                    "callbacks-aim: held records could not all be tracked", exc_info=True
-                )
-            finally:
-                if self._closed:
-                    self.closed_by_setup = True
-                    self._close_run()
+                logger.warning("callbacks-aim: held records not all tracked", exc_info=True)
         self._ready.set()
+        if closed:
+            self.closed_by_setup = True
+            _close(run, self._repo)
 
     def _track(self, run: Run, batch: list[Record]) -> None:
         from aim.sdk.objects.text import Text
@@ -203,12 +211,6 @@ class AimRecorder:
                 f"aim could not track {len(failures)} of {len(batch)} records; first: "
                 f"{first.name!r} with context {dict(first.context)!r}: {cause!r}"
             ) from cause
-
-    def _close_run(self) -> None:
-        run, self._run = self._run, None
-        if run is not None:
-            run.close()
-            logger.debug("closed aim run %s in %s", run.hash, self._repo)
 
     def _open(self) -> Run:
         from aim.sdk.run import Run
@@ -229,6 +231,11 @@ class AimRecorder:
             raise
         logger.debug("opened aim run %s in %s", run.hash, self._repo)
         return run
+
+
+def _close(run: Run, repo: str) -> None:
+    run.close()
+    logger.debug("closed aim run %s in %s", run.hash, repo)
 
 
 def _param_value(value: Any) -> Any:

@@ -51,6 +51,8 @@ class WandbPlugin:
         self._lock = threading.RLock()
         self._pending: deque[tuple[Trace, CollectedTrace]] = deque()
         self._closing = False
+        self._live = False
+        self._settled = threading.Event()
         self._reported_init_error = False
         self._rows: deque[list[Any]] = deque(maxlen=MAX_TABLE_ROWS)
         self._rows_added = 0
@@ -66,6 +68,7 @@ class WandbPlugin:
         """Keep the validated settings; the run itself starts with the first event."""
         self.settings = settings if settings is not None else WandbSettings()
         self.run = RunHandle(self.settings, on_ready=self._on_ready)
+        self._settled = threading.Event()
 
     @hookimpl
     def on_event_start(self, event: Event) -> None:
@@ -86,46 +89,47 @@ class WandbPlugin:
         if not collected.pairs or not self._ready():
             return
         with self._lock:
-            if self.run.started:
-                self._log_trace(trace, collected)
-            else:
+            if not self._live:
                 if len(self._pending) >= MAX_PENDING_TRACES:
                     _, dropped = self._pending.popleft()
                     self.discarded += len(dropped)
                 self._pending.append((trace, collected))
+                return
+        # Once live, only this (the worker's) thread logs.
+        self._log_trace(trace, collected)
 
     @hookimpl
     def callbacks_flush(self, timeout: float) -> bool:
-        """Wait (within ``timeout``) for W&B to start, log held traces and the LLM-calls table
-        if calls were added since it was last logged. False if W&B was still starting."""
-        ready = self.run.wait(timeout)
+        """Wait (within ``timeout``) for W&B to start and log what was held, then log the
+        LLM-calls table if calls were added since. False if W&B was still starting."""
+        settled = self._settled.wait(timeout) if self.run.requested else True
         self._report_init_error()
         with self._lock:
-            if self.run.started:
-                self._log_pending()
-                self._log_table()
-        return ready
+            live = self._live
+        if live:
+            self._log_table()
+        return settled
 
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
-        """Log what is held and the table, and finish the run (without ``finish()`` W&B loses
-        the data). If W&B is still starting at the deadline, the setup thread does it when
-        ready, and the program waits for that started work before it exits."""
+        """Log the table and finish the run (without ``finish()`` W&B loses the data). If W&B
+        is still starting at the deadline, the setup thread finishes the run when it is ready."""
         # Return a little before the host's bound: this plugin says what is still running.
-        self.run.wait(max(0.0, timeout - 0.25))
+        settled = self._settled.wait(max(0.0, timeout - 0.25)) if self.run.requested else True
         try:
             self._report_init_error()
         finally:
             with self._lock:
                 self._closing = True
-                if self.run.starting:
-                    logger.warning(
-                        "callbacks-wandb: W&B is still starting; %d trace(s) will be logged and "
-                        "the run finished when it is ready (the program waits for that)",
-                        len(self._pending),
-                    )
-                else:
-                    self._close()
+                live = self._live
+            if live or settled:
+                self._close()
+            else:
+                logger.warning(
+                    "callbacks-wandb: W&B is still starting; %d trace(s) will be logged and "
+                    "the run finished when it is ready, if the program is still running",
+                    len(self._pending),
+                )
 
     def callbacks_stats(self) -> dict[str, Any]:
         """Where the run went and what was logged, held or lost."""
@@ -159,22 +163,38 @@ class WandbPlugin:
             raise error
 
     def _on_ready(self, run: RunHandle) -> None:
-        # On the setup thread, once wandb.init has returned or failed.
-        with self._lock:
+        # On the setup thread, once wandb.init has returned or failed. Logs what was held,
+        # batch by batch, without holding the lock while W&B works (the worker keeps holding
+        # new traces meanwhile); the run goes live once nothing is held.
+        closing = False
+        try:
             if not run.started:
-                self.discarded += sum(len(collected) for _, collected in self._pending)
-                self._pending.clear()
+                with self._lock:
+                    self.discarded += sum(len(collected) for _, collected in self._pending)
+                    self._pending.clear()
                 return
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        self._live = not self._closing
+                        closing = self._closing
+                        break
+                    batch = list(self._pending)
+                    self._pending.clear()
+                for trace, collected in batch:
+                    self._log_trace(trace, collected)
+        finally:
+            self._settled.set()
+        if closing:
+            # Shutdown gave up waiting; finish here (W&B may already be closing at exit).
             try:
-                self._log_pending()
-            finally:
-                if self._closing:
-                    self._close()
+                self._close()
+            except Exception:
+                logger.warning("callbacks-wandb: the run could not be finished", exc_info=True)
 
     def _close(self) -> None:
         try:
             if self.run.started:
-                self._log_pending()
                 self._log_table()
             if len(self._collector):
                 logger.warning(
@@ -188,11 +208,6 @@ class WandbPlugin:
                 )
         finally:
             self.run.finish()
-
-    def _log_pending(self) -> None:
-        while self._pending:
-            trace, collected = self._pending.popleft()
-            self._log_trace(trace, collected)
 
     def _log_trace(self, trace: Trace, collected: CollectedTrace) -> None:
         from wandb.sdk.data_types.trace_tree import WBTraceTree

@@ -68,6 +68,11 @@ class RunHandle:
         self._setup.start()
 
     @property
+    def requested(self) -> bool:
+        """True once :meth:`start` was called in this process."""
+        return self._setup is not None and self._pid == os.getpid()
+
+    @property
     def starting(self) -> bool:
         """True while the setup thread is still running ``wandb.init``."""
         return self._setup is not None and not self._done.is_set()
