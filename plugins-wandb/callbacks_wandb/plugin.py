@@ -73,20 +73,23 @@ class WandbPlugin:
     @hookimpl
     def on_event_start(self, event: Event) -> None:
         """Hold the start until its trace ends."""
-        if self._ready():
-            self._collector.add(event)
+        self._collector.add(event)
+        self._ready()
 
     @hookimpl
     def on_event_end(self, event: Event) -> None:
         """Hold the end until its trace ends."""
-        if self._ready():
-            self._collector.add(event)
+        self._collector.add(event)
+        self._ready()
 
     @hookimpl
     def on_trace_end(self, trace: Trace) -> None:
         """Log the trace as one history row (held until W&B has started)."""
         collected = self._collector.end_trace(trace)
-        if not collected.pairs or not self._ready():
+        if not collected.pairs:
+            return
+        if not self._ready():
+            self.discarded += len(collected)
             return
         with self._lock:
             if not self._live:
@@ -150,7 +153,6 @@ class WandbPlugin:
         # Starts W&B on first use, off this thread. If wandb.init failed, raises once (the host
         # logs and counts it); afterwards events are discarded and counted.
         if self.run.failed is not None or not self.run.usable:
-            self.discarded += 1
             self._report_init_error()
             return False
         self.run.start()
