@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 
 class AimPlugin:
     """Records LLM prompts and responses, chunks, retrievals, errors, latencies and token
-    counts in an Aim run. Aim starts in the background as soon as the plugin is configured;
-    every other Aim call happens on this plugin's background worker."""
+    counts in an Aim run. Aim is imported in the background as soon as the plugin is configured
+    and the run opened on a setup thread at the first event; no Aim call ever happens on the
+    application's thread."""
 
     callbacks_name = "aim"
     callbacks_delivery = "background"
@@ -46,11 +47,12 @@ class AimPlugin:
 
     @hookimpl
     def callbacks_configure(self, settings: AimSettings | None, manager: Any) -> None:
-        """Take the validated settings and start opening the run (importing Aim and creating a
-        new repository take seconds: they must not land in a short program's shutdown)."""
+        """Take the validated settings and start importing Aim (it takes seconds, which must not
+        land in a short program's shutdown). The run is opened at the first event, off the
+        worker's thread, so a process that records nothing leaves no run behind."""
         self._settings = settings if settings is not None else AimSettings()
         self._recorder = AimRecorder(self._settings)
-        self._recorder.start()
+        self._recorder.prepare()
 
     @hookimpl
     def on_event_end(self, event: Event) -> None:
@@ -74,6 +76,7 @@ class AimPlugin:
             # Return a little before the host's bound, so it is this plugin that says what is
             # still running (and the host does not call it stuck).
             self._recorder.close(max(0.0, timeout - 0.25))
+            self._recorder.flush(0)  # raises once if the run could not be opened
             if self._recorder.dropped:
                 logger.warning(
                     "callbacks-aim: %d record(s) could not be written to %s",

@@ -2,11 +2,13 @@
 
 ``import aim`` takes 1.5-2.6 s and a run in a new repository about 2.7 s more (a database
 migration in a subprocess). Done on first use, that lands in a short program's shutdown window
-and its data is lost. So :meth:`AimRecorder.start` begins the setup when the plugin is
-configured, on a setup thread; records that arrive before the run is open are buffered (bounded)
-and written as soon as it is. The setup thread is not a daemon: if the program ends while Aim is
-still starting, the interpreter waits for that started work, and the thread writes the buffer
-and closes the run itself, so a run is never left "active" with its data missing.
+and its data is lost. So :meth:`AimRecorder.prepare` starts importing Aim when the plugin is
+configured (nothing is written then: a process that records no event leaves no run behind), and
+:meth:`AimRecorder.start` opens the run on a setup thread at the first record; records that
+arrive before the run is open are buffered (bounded) and written as soon as it is. The setup
+thread is not a daemon: if the program ends while Aim is still starting, the interpreter waits
+for that started work, and the thread writes the buffer and closes the run itself, so a run is
+never left "active" with its data missing.
 
 Aim is imported here, lazily, so that loading the plugin does not pay for importing Aim.
 """
@@ -53,10 +55,12 @@ class AimRecorder:
         self._run: Run | None = None
         self._hash: str | None = None
         self._open_error: BaseException | None = None
+        self._open_reported = False
         self._closed = False
         self._lock = threading.RLock()
         self._pending: deque[Record] = deque()
         self._setup: threading.Thread | None = None
+        self._importer: threading.Thread | None = None
         self._ready = threading.Event()
         self.tracked = 0
         """Records written to the run."""
@@ -81,12 +85,26 @@ class AimRecorder:
         """Records waiting for the run to open."""
         return len(self._pending)
 
+    def prepare(self) -> None:
+        """Start importing Aim on a daemon thread, so that opening the run later is quicker.
+        Writes nothing."""
+        with self._lock:
+            if self._importer is None and self._setup is None:
+                self._importer = threading.Thread(
+                    target=_import_aim, name="callbacks-aim-import", daemon=True
+                )
+                self._importer.start()
+
     def start(self) -> None:
-        """Begin importing Aim and opening the run, on a setup thread (idempotent)."""
+        """Begin opening the run, on a setup thread (idempotent)."""
         with self._lock:
             if self._setup is not None or self._closed:
                 return
-            self._setup = threading.Thread(target=self._open_in_background, name="callbacks-aim")
+            # Not a daemon (a thread made by the worker, a daemon, would be one by default): the
+            # interpreter waits for this started work at exit.
+            self._setup = threading.Thread(
+                target=self._open_in_background, name="callbacks-aim", daemon=False
+            )
             self._setup.start()
 
     def record(self, records: Iterable[Record]) -> None:
@@ -105,6 +123,7 @@ class AimRecorder:
                 raise AimUnavailableError("the aim run is closed (callbacks_shutdown already ran)")
             if self._open_error is not None:
                 self.dropped += len(batch)
+                self._open_reported = True
                 raise AimUnavailableError(
                     f"could not open an aim run in {self._repo!r} (setting aim.repo): "
                     f"{self._open_error!r}; set CALLBACKS_AIM__REPO or [aim] repo to a writable "
@@ -123,6 +142,7 @@ class AimRecorder:
         written synchronously by ``track``). False if the setup did not finish in time."""
         if self._setup is not None and not self._ready.wait(timeout):
             return False
+        self._raise_open_error()
         run = self._run
         if run is None or not run.repo.is_remote_repo:
             return True
@@ -154,6 +174,15 @@ class AimRecorder:
             _close(run, self._repo)
         return True
 
+    def _raise_open_error(self) -> None:
+        # Once, when no record has reported it yet (every record was held before it failed).
+        if self._open_error is not None and not self._open_reported:
+            self._open_reported = True
+            raise AimUnavailableError(
+                f"could not open an aim run in {self._repo!r} (setting aim.repo): "
+                f"{self._open_error!r}; {self.dropped} record(s) lost"
+            ) from self._open_error
+
     def _hold(self, batch: list[Record]) -> None:
         pending = self._pending
         for rec in batch:
@@ -163,6 +192,9 @@ class AimRecorder:
             pending.append(rec)
 
     def _open_in_background(self) -> None:
+        if self._importer is not None:
+            # Aim's package imports are circular: two threads importing it at once break it.
+            self._importer.join()
         try:
             run = self._open()
         except Exception as exc:
@@ -231,6 +263,14 @@ class AimRecorder:
             raise
         logger.debug("opened aim run %s in %s", run.hash, self._repo)
         return run
+
+
+def _import_aim() -> None:
+    try:
+        import aim.sdk.objects.text
+        import aim.sdk.run  # noqa: F401
+    except Exception:
+        logger.debug("importing aim failed (reported when the run is opened)", exc_info=True)
 
 
 def _close(run: Run, repo: str) -> None:

@@ -130,7 +130,8 @@ class WandbPlugin:
             else:
                 logger.warning(
                     "callbacks-wandb: W&B is still starting; %d trace(s) will be logged and "
-                    "the run finished when it is ready, if the program is still running",
+                    "the run finished when it is ready if the program still runs (at exit they "
+                    "are lost: call flush with a longer timeout first)",
                     len(self._pending),
                 )
 
@@ -184,7 +185,13 @@ class WandbPlugin:
                     batch = list(self._pending)
                     self._pending.clear()
                 for trace, collected in batch:
-                    self._log_trace(trace, collected)
+                    try:
+                        self._log_trace(trace, collected)
+                    except Exception:
+                        self.discarded += len(collected)
+                        logger.warning(
+                            "callbacks-wandb: a held trace was not logged", exc_info=True
+                        )
         finally:
             self._settled.set()
         if closing:

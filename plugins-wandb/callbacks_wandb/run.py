@@ -1,10 +1,9 @@
 """The plugin's W&B run: started in the background on first use, logged to, finished once.
 
 ``wandb.init`` takes seconds (importing wandb, starting ``wandb-core``). Done on the plugin's
-worker, a short program's shutdown window could end inside it and its data be lost. So
-:meth:`RunHandle.start` runs it on a setup thread of its own; that thread is not a daemon, so a
-program that ends while W&B is still starting waits for that started work, and the plugin's
-``on_ready`` callback logs what was held and, after shutdown, finishes the run.
+worker, it would hold up every event behind it. So :meth:`RunHandle.start` runs it on a setup
+thread of its own while the worker keeps collecting, and the plugin's ``on_ready`` callback logs
+what was held (and, if shutdown gave up waiting, finishes the run).
 """
 
 from __future__ import annotations
@@ -64,7 +63,9 @@ class RunHandle:
             self._setup, self._done = None, threading.Event()
         if self._setup is not None or self.failed is not None:
             return
-        self._setup = threading.Thread(target=self._start, name="callbacks-wandb-init")
+        # A daemon: W&B's own exit hooks run before the interpreter would join this thread, so
+        # waiting for it at exit could not save the data; shutdown reports what is lost.
+        self._setup = threading.Thread(target=self._start, name="callbacks-wandb-init", daemon=True)
         self._setup.start()
 
     @property
