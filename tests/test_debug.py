@@ -163,8 +163,9 @@ def test_events_per_trace_are_capped(debugged):
             with cm.event(EventType.EMBEDDING):
                 pass
     (log,) = debug.traces
-    assert len(log.events) == 1000 and log.dropped_events == 5000
-    assert "5000 not kept" in out.getvalue().splitlines()[0]
+    # 1000 events kept, each a start and an end record; 2000 events not kept
+    assert len(log.events) == 2000 and log.dropped_events == 2000
+    assert "2000 not kept" in out.getvalue().splitlines()[0]
 
 
 def test_concurrent_traces_keep_their_own_events(debugged):

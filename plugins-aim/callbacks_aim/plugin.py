@@ -18,12 +18,12 @@ __all__ = ["AimPlugin"]
 
 logger = logging.getLogger(__name__)
 
-"""Start events kept while waiting for their end; the oldest are forgotten beyond this."""
-
 
 class AimPlugin:
-    """Records LLM prompts and responses, chunks, retrievals, latencies and token counts in an
-    Aim run. All Aim calls happen on this plugin's background worker."""
+    """Records LLM prompts and responses, chunks, retrievals, errors, latencies and token
+    counts in an Aim run. Aim is imported in the background as soon as the plugin is configured
+    and the run opened on a setup thread at the first event; no Aim call ever happens on the
+    application's thread."""
 
     callbacks_name = "aim"
     callbacks_delivery = "process"
@@ -47,9 +47,12 @@ class AimPlugin:
 
     @hookimpl
     def callbacks_configure(self, settings: AimSettings | None, manager: Any) -> None:
-        """Take the validated settings; the run itself is opened on the first event."""
+        """Take the validated settings and start importing Aim (it takes seconds, which must not
+        land in a short program's shutdown). The run is opened at the first event, off the
+        worker's thread, so a process that records nothing leaves no run behind."""
         self._settings = settings if settings is not None else AimSettings()
         self._recorder = AimRecorder(self._settings)
+        self._recorder.prepare()
 
     @hookimpl
     def on_event_end(self, event: Event) -> None:
@@ -62,13 +65,34 @@ class AimPlugin:
         self.recorder.record(trace_records(trace.name, trace.duration_ns, self._steps))
 
     @hookimpl
-    def callbacks_flush(self, timeout: float) -> None:
-        """Wait for a remote Aim repository to receive what was tracked."""
-        if self._recorder is not None:
-            self._recorder.flush()
+    def callbacks_flush(self, timeout: float) -> bool:
+        """Wait (within ``timeout``) until what was recorded is in the repository."""
+        return self._recorder.flush(timeout) if self._recorder is not None else True
 
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
-        """Close the Aim run."""
+        """Write what is held and close the run, waiting at most ``timeout`` for Aim's setup."""
         if self._recorder is not None:
-            self._recorder.close()
+            # Return a little before the host's bound, so it is this plugin that says what is
+            # still running (and the host does not call it stuck).
+            self._recorder.close(max(0.0, timeout - 0.25))
+            self._recorder.flush(0)  # raises once if the run could not be opened
+            if self._recorder.dropped:
+                logger.warning(
+                    "callbacks-aim: %d record(s) could not be written to %s",
+                    self._recorder.dropped,
+                    self._recorder.repo,
+                )
+
+    def callbacks_stats(self) -> dict[str, Any]:
+        """Where the run is and what was written, held or lost."""
+        recorder = self._recorder
+        if recorder is None:
+            return {}
+        return {
+            "repo": recorder.repo,
+            "run_hash": recorder.run_hash,
+            "tracked": recorder.tracked,
+            "pending": recorder.pending,
+            "dropped": recorder.dropped,
+        }

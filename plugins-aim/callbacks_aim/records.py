@@ -1,25 +1,32 @@
 """Turn finished events into the texts and metrics to track, without touching Aim.
 
+Sequences are a bounded set: a sequence's context names only what has few values (the event
+type, the model, where token counts came from), never a trace or event id, so a long-running app
+adds steps to the same sequences instead of creating new ones. Which trace and event a text
+came from is tracked as text too, in a ``<name>_event`` sequence of the same context and step.
+
 Sequence names and contexts (what a reader passes to ``run.get_text_sequence(name, context)``
 or ``run.get_metric(name, context)``):
 
 ========================  ======  ======================================================
 name                      kind    context
 ========================  ======  ======================================================
-``prompt``, ``response``  text    ``{event_type, trace_id, event_id, model}`` (LLM)
-``chunk``                 text    ``{event_type, trace_id, event_id}`` (chunking)
-``query``, ``retrieved``  text    ``{event_type, trace_id, event_id}`` (retrieve)
-``retrieval_score``       metric  ``{event_type, trace_id, event_id}``, same step as its text
-``error``                 text    ``{event_type, trace_id, event_id}`` (any failed event)
+``prompt``, ``response``  text    ``{event_type: "llm", model}``; one step per call
+``chunk``                 text    ``{event_type: "chunking"}``
+``query``, ``retrieved``  text    ``{event_type: "retrieve"}``
+``retrieval_score``       metric  ``{event_type: "retrieve"}``, same step as its text
+``error``                 text    ``{event_type}`` (any failed event)
+``<name>_event``          text    ``"trace_id=<id> event_id=<id>"`` in the context of text
+                                  sequence ``<name>`` (prompt, chunk, query, retrieved,
+                                  error), at the step of the event's first text there
 ``latency_ms``            metric  ``{event_type}``
-``prompt_tokens``,        metric  ``{event_type, model}`` (LLM, when usage is reported)
-``completion_tokens``,
-``total_tokens``
+``prompt_tokens``,        metric  ``{event_type: "llm", model, token_source}`` for every LLM
+``completion_tokens``,            call; ``token_source`` is ``provider`` (reported) or
+``total_tokens``                  ``estimate`` (counted with tiktoken)
 ``trace_latency_ms``      metric  ``{trace_name}``
 ========================  ======  ======================================================
 
-Text steps increase per name across the run (a prompt and its response share one step);
-metric steps increase per sequence.
+Steps increase per sequence name (a prompt and its response share one step).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from callbacks import Event, EventPayload, EventType, payloads
+from callbacks.collect import EventPair, describe_error
+from callbacks.tokencount import llm_token_count
 
 __all__ = ["UNKNOWN_MODEL", "MetricRecord", "Steps", "TextRecord", "event_records", "trace_records"]
 
@@ -59,7 +68,7 @@ Record = TextRecord | MetricRecord
 
 
 class Steps:
-    """Step counters: one per text name, one per metric sequence (name and context)."""
+    """Step counters: one per text name (and ``event`` sequence), one per metric sequence."""
 
     def __init__(self) -> None:
         self._next: dict[Any, int] = {}
@@ -80,18 +89,26 @@ def event_records(end: Event, steps: Steps) -> Iterator[Record]:
     and retrieval queries arrive with the start, answers with the end)."""
     payload = end.full_payload
     event_type = str(end.type)
-    ids = {"event_type": event_type, "trace_id": str(end.trace_id), "event_id": str(end.id)}
+    context = {"event_type": event_type}
+    ids = f"trace_id={end.trace_id} event_id={end.id}"
     if end.type is EventType.LLM:
-        yield from _llm_records(payload, ids, steps)
+        yield from _llm_records(end, payload, context, ids, steps)
     elif end.type is EventType.CHUNKING:
-        for node in payloads.nodes_of(payload.get(EventPayload.CHUNKS)):
-            yield TextRecord("chunk", node.text, steps.next("chunk"), ids)
+        chunks = payloads.nodes_of(payload.get(EventPayload.CHUNKS))
+        for i, node in enumerate(chunks):
+            step = steps.next("chunk")
+            if i == 0:
+                yield _ids_record(step, context, ids, "chunk")
+            yield TextRecord("chunk", node.text, step, context)
     elif end.type is EventType.RETRIEVE:
-        yield from _retrieve_records(payload, ids, steps)
-    if end.exception is not None:
-        yield TextRecord("error", _describe(end.exception), steps.next("error"), ids)
+        yield from _retrieve_records(payload, context, ids, steps)
+    error = EventPair(end.start, end).error
+    if error is not None:
+        step = steps.next("error")
+        yield _ids_record(step, context, ids, "error")
+        yield TextRecord("error", describe_error(error), step, context)
     if end.duration_ns is not None:
-        yield steps.metric("latency_ms", end.duration_ns / 1e6, {"event_type": event_type})
+        yield steps.metric("latency_ms", end.duration_ns / 1e6, context)
 
 
 def trace_records(name: str, duration_ns: int | None, steps: Steps) -> Iterator[Record]:
@@ -100,40 +117,48 @@ def trace_records(name: str, duration_ns: int | None, steps: Steps) -> Iterator[
         yield steps.metric("trace_latency_ms", duration_ns / 1e6, {"trace_name": str(name)})
 
 
-def _llm_records(payload: Mapping[str, Any], ids: Context, steps: Steps) -> Iterator[Record]:
+def _ids_record(step: int, context: Context, ids: str, of: str) -> TextRecord:
+    return TextRecord(f"{of}_event", ids, step, context)
+
+
+def _llm_records(
+    end: Event, payload: Mapping[str, Any], base: Context, ids: str, steps: Steps
+) -> Iterator[Record]:
     model = payloads.model_of(payload) or UNKNOWN_MODEL
-    context = {**ids, "model": model}
+    context = {**base, "model": model}
     prompt = payloads.prompt_of(payload)
     response = payloads.completion_of(payload)
     if prompt is not None or response is not None:
         # One step for the pair, so the UI lines a prompt up with its response.
         step = steps.next("llm")
+        yield _ids_record(step, context, ids, "prompt")
         if prompt is not None:
             yield TextRecord("prompt", prompt, step, context)
         if response is not None:
             yield TextRecord("response", response, step, context)
-    usage = payloads.usage_of(payload)
-    if usage is not None:
-        token_context = {"event_type": ids["event_type"], "model": model}
-        yield steps.metric("prompt_tokens", usage.prompt, token_context)
-        yield steps.metric("completion_tokens", usage.completion, token_context)
-        yield steps.metric("total_tokens", usage.total, token_context)
+    count = llm_token_count(end)
+    if count is not None:
+        token_context = {**context, "token_source": count.source}
+        yield steps.metric("prompt_tokens", count.prompt, token_context)
+        yield steps.metric("completion_tokens", count.completion, token_context)
+        yield steps.metric("total_tokens", count.total, token_context)
 
 
-def _retrieve_records(payload: Mapping[str, Any], ids: Context, steps: Steps) -> Iterator[Record]:
+def _retrieve_records(
+    payload: Mapping[str, Any], context: Context, ids: str, steps: Steps
+) -> Iterator[Record]:
     query = payload.get(EventPayload.QUERY_STR)
     if query is not None:
-        yield TextRecord("query", payloads.text_of(query), steps.next("query"), ids)
+        step = steps.next("query")
+        yield _ids_record(step, context, ids, "query")
+        yield TextRecord("query", payloads.text_of(query), step, context)
     scores = payload.get(EventPayload.SCORES)
     if isinstance(scores, (str, bytes, Mapping)) or not isinstance(scores, Iterable):
         scores = None
-    for node in payloads.nodes_of(payload.get(EventPayload.NODES), scores=scores):
+    for i, node in enumerate(payloads.nodes_of(payload.get(EventPayload.NODES), scores=scores)):
         step = steps.next("retrieved")
-        yield TextRecord("retrieved", node.text, step, ids)
+        if i == 0:
+            yield _ids_record(step, context, ids, "retrieved")
+        yield TextRecord("retrieved", node.text, step, context)
         if node.score is not None:
-            yield MetricRecord("retrieval_score", node.score, step, ids)
-
-
-def _describe(exc: BaseException) -> str:
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+            yield MetricRecord("retrieval_score", node.score, step, context)

@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from callbacks import CallbackManager, Event, EventPayload, EventType
+from callbacks.encodings import load_encoding
 from callbacks.testing import RecordingPlugin
 from callbacks_aim import AimPlugin, AimSettings
 from callbacks_aim.settings import resolve_repo
@@ -60,8 +61,14 @@ class Recorded:
         return {s["name"] for s in self.run.collect_sequence_info((kind,))[kind]}
 
 
-def ids(event: Event) -> dict[str, str]:
-    return {"event_type": event.type.value, "trace_id": event.trace_id, "event_id": event.id}
+def ctx(event: Event) -> dict[str, str]:
+    """The context of an event's texts: its type only, so sequences stay few."""
+    return {"event_type": event.type.value}
+
+
+def ids(event: Event) -> str:
+    """The text that ties a step to its trace and event."""
+    return f"trace_id={event.trace_id} event_id={event.id}"
 
 
 def _pipeline(cm: CallbackManager) -> str:
@@ -124,9 +131,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     answer = _pipeline(cm)
     assert cm.flush(timeout=30.0)
     plugin = cm.get_plugin("aim")
-    run_hash = plugin.recorder.run_hash
     stats = cm.stats()
     cm.shutdown(timeout=30.0)
+    run_hash = plugin.recorder.run_hash
     assert run_hash is not None
 
     repo = Repo.from_path(str(repo_dir))
@@ -136,43 +143,52 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 
 def test_llm_messages_and_response_read_back_with_their_context(recorded: Recorded) -> None:
     first = recorded.capture.ends(EventType.LLM)[0]
-    context = {**ids(first), "model": "stub-1"}
+    context = {**ctx(first), "model": "stub-1"}
     assert recorded.text("prompt", context) == [(0, "system: Answer briefly.\nuser: " + QUESTION)]
     assert recorded.text("response", context) == [(0, "Metrics and texts.")]
+    assert recorded.text("prompt_event", context) == [(0, ids(first))]
 
 
 def test_llm_without_model_name_has_unknown_model_context(recorded: Recorded) -> None:
     second = recorded.capture.ends(EventType.LLM)[1]
-    context = {**ids(second), "model": "unknown"}
-    assert recorded.text("prompt", context) == [(1, "Summarize.")]
+    context = {**ctx(second), "model": "unknown"}
+    assert recorded.text("prompt", context)[0] == (1, "Summarize.")
     assert recorded.text("response", context) == [(1, "Done.")]
+    assert recorded.text("prompt_event", context)[0] == (1, ids(second))
 
 
 def test_llm_without_response_key_records_its_prompt_only(recorded: Recorded) -> None:
     third = recorded.capture.ends(EventType.LLM)[2]
-    context = {**ids(third), "model": "unknown"}
-    assert recorded.text("prompt", context) == [(2, "no answer key")]
-    from aim.storage.context import Context
-
-    assert recorded.run.get_text_sequence("response", Context(context)) is None
+    context = {**ctx(third), "model": "unknown"}
+    assert recorded.text("prompt", context)[1] == (2, "no answer key")
+    assert [step for step, _ in recorded.text("response", context)] == [1]  # none at step 2
 
 
 def test_reported_token_usage_is_recorded_as_metrics(recorded: Recorded) -> None:
-    context = {"event_type": "llm", "model": "stub-1"}
+    context = {"event_type": "llm", "model": "stub-1", "token_source": "provider"}
     assert recorded.metric("prompt_tokens", context) == [(0, 11)]
     assert recorded.metric("completion_tokens", context) == [(0, 7)]
     assert recorded.metric("total_tokens", context) == [(0, 18)]
-    # Events that reported no usage add no token metrics.
-    assert {
-        s["context"]["model"]
-        for s in recorded.run.collect_sequence_info(("metric",))["metric"]
-        if s["name"] == "total_tokens"
-    } == {"stub-1"}
+
+
+def test_calls_without_reported_usage_get_tiktoken_estimates(recorded: Recorded) -> None:
+    encoding = load_encoding("cl100k_base")  # tiktoken's own encoding, loaded offline
+
+    def n(text: str) -> int:
+        return len(encoding.encode(text))
+
+    context = {"event_type": "llm", "model": "unknown", "token_source": "estimate"}
+    assert recorded.metric("prompt_tokens", context) == [
+        (0, n("Summarize.")),
+        (1, n("no answer key")),
+    ]
+    assert recorded.metric("completion_tokens", context) == [(0, n("Done.")), (1, 0)]
 
 
 def test_each_chunk_is_a_text_with_increasing_steps(recorded: Recorded) -> None:
     chunking = recorded.capture.ends(EventType.CHUNKING)[0]
-    assert recorded.text("chunk", ids(chunking)) == [
+    assert recorded.text("chunk_event", ctx(chunking)) == [(0, ids(chunking))]
+    assert recorded.text("chunk", ctx(chunking)) == [
         (0, "chunk one"),
         (1, "chunk two"),
         (2, "chunk three"),
@@ -181,17 +197,19 @@ def test_each_chunk_is_a_text_with_increasing_steps(recorded: Recorded) -> None:
 
 def test_retrieved_texts_and_scores_share_steps(recorded: Recorded) -> None:
     retrieve = recorded.capture.ends(EventType.RETRIEVE)[0]
-    assert recorded.text("query", ids(retrieve)) == [(0, QUESTION)]
-    assert recorded.text("retrieved", ids(retrieve)) == [
+    assert recorded.text("query", ctx(retrieve)) == [(0, QUESTION)]
+    assert recorded.text("retrieved", ctx(retrieve))[:2] == [
         (0, NODES[0]["text"]),
         (1, NODES[1]["text"]),
     ]
-    assert recorded.metric("retrieval_score", ids(retrieve)) == [(0, 0.91), (1, 0.42)]
+    assert recorded.text("retrieved_event", ctx(retrieve))[0] == (0, ids(retrieve))
+    assert recorded.metric("retrieval_score", ctx(retrieve)) == [(0, 0.91), (1, 0.42)]
 
 
 def test_unusual_payload_shapes_are_recorded_without_errors(recorded: Recorded) -> None:
     odd = recorded.capture.ends(EventType.RETRIEVE)[1]
-    assert recorded.text("retrieved", ids(odd)) == [(2, "42")]
+    assert recorded.text("retrieved", ctx(odd))[2] == (2, "42")
+    assert recorded.text("retrieved_event", ctx(odd))[1] == (2, ids(odd))
     assert recorded.stats["aim"]["errors"] == 0
     assert recorded.stats["aim"]["dropped"] == 0
 
@@ -213,7 +231,8 @@ def test_trace_latency_is_recorded(recorded: Recorded) -> None:
 
 def test_failed_event_records_its_error_and_reaches_the_caller(recorded: Recorded) -> None:
     failed = recorded.capture.ends(EventType.FUNCTION_CALL)[0]
-    assert recorded.text("error", ids(failed)) == [(0, "ValueError: tool broke")]
+    assert recorded.text("error", ctx(failed)) == [(0, "ValueError: tool broke")]
+    assert recorded.text("error_event", ctx(failed)) == [(0, ids(failed))]
     assert recorded.answer == "Metrics and texts."
 
 
@@ -221,7 +240,10 @@ def test_run_has_experiment_params_and_is_closed(recorded: Recorded) -> None:
     assert recorded.run.experiment == "tests"
     assert recorded.run["app"] == {"name": "rag", "version": 2}
     assert recorded.run.end_time is not None
-    assert recorded.names("texts") == {"prompt", "response", "chunk", "query", "retrieved", "error"}
+    texts = {"prompt", "response", "chunk", "query", "retrieved", "error"}
+    assert recorded.names("texts") == texts | {
+        f"{name}_event" for name in texts if name != "response"
+    }
 
 
 def test_unusable_repo_does_not_change_the_app_result(

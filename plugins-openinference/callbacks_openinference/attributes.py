@@ -25,28 +25,27 @@ from openinference.semconv.trace import (
 )
 
 from callbacks import payloads
-from callbacks.events import EventPayload, EventType
+from callbacks.events import Event, EventPayload, EventType
+from callbacks.kinds import span_kind as _kind_of
+from callbacks.tokencount import llm_token_count
 
 __all__ = [
+    "TOKEN_COUNT_SOURCE",
     "AttributeInput",
     "Attributes",
     "event_attributes",
     "span_kind",
     "template_attributes",
+    "tool_definition",
     "trace_attributes",
 ]
 
 AttributeInput = str | bool | int | float | tuple[Any, ...] | Callable[[], Any]
 Attributes = dict[str, AttributeInput]
 
-_KINDS: dict[EventType, OpenInferenceSpanKindValues] = {
-    EventType.LLM: OpenInferenceSpanKindValues.LLM,
-    EventType.EMBEDDING: OpenInferenceSpanKindValues.EMBEDDING,
-    EventType.RETRIEVE: OpenInferenceSpanKindValues.RETRIEVER,
-    EventType.RERANKING: OpenInferenceSpanKindValues.RERANKER,
-    EventType.FUNCTION_CALL: OpenInferenceSpanKindValues.TOOL,
-    EventType.AGENT_STEP: OpenInferenceSpanKindValues.AGENT,
-}
+TOKEN_COUNT_SOURCE = "llm.token_count.source"
+"""Where the ``llm.token_count.*`` figures come from: ``provider`` (reported by the provider) or
+``estimate`` (counted with tiktoken); not part of the OpenInference conventions."""
 
 _TEXT = OpenInferenceMimeTypeValues.TEXT.value
 _JSON = OpenInferenceMimeTypeValues.JSON.value
@@ -54,8 +53,9 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 def span_kind(event_type: EventType) -> str:
-    """The ``openinference.span.kind`` of an event type (CHAIN for anything not listed)."""
-    return _KINDS.get(event_type, OpenInferenceSpanKindValues.CHAIN).value
+    """The ``openinference.span.kind`` of an event type (the host's table,
+    :mod:`callbacks.kinds`: CHAIN for anything not listed)."""
+    return OpenInferenceSpanKindValues(_kind_of(event_type).value).value
 
 
 def _dumps(value: Any) -> str:
@@ -74,11 +74,17 @@ def _text_or_json(value: Any) -> tuple[str, str]:
 class _Payload:
     """The start and end payloads of one event, read together (start first for inputs)."""
 
-    __slots__ = ("end", "start")
+    __slots__ = ("end", "end_event", "start")
 
-    def __init__(self, start: Mapping[str, Any] | None, end: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        start: Mapping[str, Any] | None,
+        end: Mapping[str, Any] | None,
+        end_event: Event | None = None,
+    ) -> None:
         self.start = start if start is not None else _EMPTY
         self.end = end if end is not None else _EMPTY
+        self.end_event = end_event
 
     def input(self, key: str) -> Any:
         value = self.start.get(key)
@@ -129,8 +135,16 @@ def _sub_question(value: Any) -> tuple[str | None, str | None]:
 
 
 def _input_value(event_type: EventType, p: _Payload) -> Any:
-    if event_type is EventType.RERANKING:
-        return None  # the query goes to reranker.query, as in OpenInference's LlamaIndex handler
+    if event_type is EventType.TEMPLATING:
+        variables = p.start.get(EventPayload.TEMPLATE_VARS)
+        if variables is not None:
+            return variables
+        template = p.start.get(EventPayload.TEMPLATE)
+        return payloads.text_of(getattr(template, "template", template)) if template else None
+    if event_type is EventType.EMBEDDING:
+        texts = payloads.embedding_texts_of(p.start) or payloads.embedding_texts_of(p.end)
+        if texts:
+            return texts[0] if len(texts) == 1 else texts
     query = p.input(EventPayload.QUERY_STR)
     if query is not None:
         return payloads.text_of(query)
@@ -161,6 +175,17 @@ def _input_value(event_type: EventType, p: _Payload) -> Any:
 
 
 def _output_value(event_type: EventType, p: _Payload) -> Any:
+    if event_type is EventType.TEMPLATING:
+        prompt = p.end.get(EventPayload.PROMPT)
+        if prompt is not None:
+            return payloads.text_of(prompt)
+        messages = p.end.get(EventPayload.MESSAGES)
+        if messages is not None:
+            return [{"role": m.role, "content": m.content} for m in payloads.messages_of(messages)]
+    if event_type is EventType.LLM:
+        reply = payloads.assistant_message_of(p.end)
+        if reply is not None and not reply.content and reply.tool_calls:
+            return {"tool_calls": list(reply.tool_calls)}
     completion = payloads.completion_of(p.end)
     if completion is not None:
         return completion
@@ -173,7 +198,7 @@ def _output_value(event_type: EventType, p: _Payload) -> Any:
         return (
             result if isinstance(result, (str, Mapping, list, tuple)) else payloads.text_of(result)
         )
-    if event_type not in (EventType.RETRIEVE, EventType.RERANKING, EventType.EMBEDDING):
+    if event_type is not EventType.EMBEDDING:
         for key in (EventPayload.NODES, EventPayload.CHUNKS, EventPayload.DOCUMENTS):
             value = p.end.get(key)
             if value is not None:
@@ -289,18 +314,72 @@ def _llm(out: Attributes, p: _Payload) -> None:
                 [payloads.Message("user", payloads.text_of(prompt))],
             )
     _messages(out, SpanAttributes.LLM_OUTPUT_MESSAGES, _response_message(p))
-    usage = payloads.usage_of(p.end) or payloads.usage_of(p.start)
-    if usage is not None:
-        out[SpanAttributes.LLM_TOKEN_COUNT_PROMPT] = usage.prompt
-        out[SpanAttributes.LLM_TOKEN_COUNT_COMPLETION] = usage.completion
-        out[SpanAttributes.LLM_TOKEN_COUNT_TOTAL] = usage.total
+    _token_counts(out, p)
+    provider, system = _provider_of(p, model)
+    if provider is not None:
+        out[SpanAttributes.LLM_PROVIDER] = provider
+    if system is not None:
+        out[SpanAttributes.LLM_SYSTEM] = system
     tools = p.input(EventPayload.TOOLS)
     if tools is not None:
         for i, tool in enumerate(tools if isinstance(tools, (list, tuple)) else [tools]):
-            schema = _tool_schema(tool) or payloads.to_jsonable(tool)
             out[f"{SpanAttributes.LLM_TOOLS}.{i}.{ToolAttributes.TOOL_JSON_SCHEMA}"] = _dumps(
-                schema
+                tool_definition(tool)
             )
+
+
+def _token_counts(out: Attributes, p: _Payload) -> None:
+    if p.end_event is not None:
+        count = llm_token_count(p.end_event)
+        if count is None:
+            return
+        prompt, completion, total, source = (
+            count.prompt,
+            count.completion,
+            count.total,
+            count.source,
+        )
+    else:
+        usage = payloads.usage_of(p.end) or payloads.usage_of(p.start)
+        if usage is None:
+            return
+        prompt, completion, total, source = usage.prompt, usage.completion, usage.total, "provider"
+    out[SpanAttributes.LLM_TOKEN_COUNT_PROMPT] = prompt
+    out[SpanAttributes.LLM_TOKEN_COUNT_COMPLETION] = completion
+    out[SpanAttributes.LLM_TOKEN_COUNT_TOTAL] = total
+    out[TOKEN_COUNT_SOURCE] = source
+
+
+# (model name prefix, llm.provider, llm.system)
+_MODEL_FAMILIES: tuple[tuple[str, str, str | None], ...] = (
+    ("gpt-", "openai", "openai"),
+    ("o1", "openai", "openai"),
+    ("o3", "openai", "openai"),
+    ("o4", "openai", "openai"),
+    ("text-embedding-", "openai", "openai"),
+    ("claude", "anthropic", "anthropic"),
+    ("gemini", "google", "vertexai"),
+    ("mistral", "mistralai", "mistralai"),
+    ("mixtral", "mistralai", "mistralai"),
+    ("command", "cohere", "cohere"),
+)
+_USAGE_PROVIDERS = {
+    "openai": ("openai", "openai"),
+    "anthropic": ("anthropic", "anthropic"),
+    "gemini": ("google", "vertexai"),
+}
+
+
+def _provider_of(p: _Payload, model: str | None) -> tuple[str | None, str | None]:
+    """``(llm.provider, llm.system)`` from the model's name, else from the usage's shape."""
+    name = (model or "").lower().rsplit("/", 1)[-1]
+    for prefix, provider, system in _MODEL_FAMILIES:
+        if name.startswith(prefix):
+            return provider, system
+    usage = payloads.usage_of(p.end) or payloads.usage_of(p.start)
+    if usage is not None and usage.source in _USAGE_PROVIDERS:
+        return _USAGE_PROVIDERS[usage.source]
+    return None, None
 
 
 def _embedding(out: Attributes, p: _Payload) -> None:
@@ -386,6 +465,25 @@ def _tool_schema(tool: Any) -> Any:
     return None
 
 
+def tool_definition(tool: Any) -> Any:
+    """A tool's full definition in OpenAI's shape, as the OpenInference spec wants it in
+    ``llm.tools.N.tool.json_schema``: ``{"type": "function", "function": {"name",
+    "description", "parameters"}}``. An OpenAI-shaped dict is kept as is; an Anthropic-shaped
+    one (``input_schema``) and LlamaIndex tools are converted."""
+    if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping):
+        return payloads.to_jsonable(tool)
+    name, description = _tool_name(tool, None)
+    parameters = _tool_schema(tool)
+    if name is None and parameters is None:
+        return payloads.to_jsonable(tool)
+    function: dict[str, Any] = {"name": name}
+    if description:
+        function["description"] = description
+    if parameters is not None:
+        function["parameters"] = payloads.to_jsonable(parameters)
+    return {"type": "function", "function": function}
+
+
 def _tool_name(tool: Any, call: Any) -> tuple[str | None, str | None]:
     if isinstance(tool, str):
         return tool, None
@@ -454,10 +552,12 @@ def event_attributes(
     event_type: EventType,
     start: Mapping[str, Any] | None,
     end: Mapping[str, Any] | None,
+    end_event: Event | None = None,
 ) -> Attributes:
     """OpenInference attributes of one event from its start and end payloads (either may be
-    missing, e.g. when the start was dropped). Includes ``openinference.span.kind``."""
-    p = _Payload(start, end)
+    missing, e.g. when the start was dropped). Includes ``openinference.span.kind``. With the
+    ``end_event`` of an LLM call, token counts are estimated when the provider reported none."""
+    p = _Payload(start, end, end_event)
     out: Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: span_kind(event_type)}
     _put_value(out, "input", _input_value(event_type, p))
     _put_value(out, "output", _output_value(event_type, p))

@@ -32,9 +32,25 @@ _TRACER_NAME = "callbacks_openinference"
 
 
 class CountingExporter(SpanExporter):
-    """Wraps an exporter and counts what it exported and what it failed to export."""
+    """Wraps an exporter: counts what it exported and what failed, keeps one oversized span
+    from taking its batch with it, and fails fast while the destination is unreachable.
 
-    def __init__(self, inner: SpanExporter) -> None:
+    * A batch is split so that each request carries at most ``max_request_bytes`` of attribute
+      text (estimated from the attributes, without encoding them): a span over the limit goes
+      alone, and only it fails.
+    * ``endpoint`` (an ``http(s)://host:port/...`` URL) is probed with a TCP connection of at most
+      ``probe_timeout`` s before the first export and after any failure; while it refuses, batches
+      fail at once (counted), with no retries, no waiting, and one warning per outage.
+    """
+
+    def __init__(
+        self,
+        inner: SpanExporter,
+        *,
+        endpoint: str | None = None,
+        max_request_bytes: int = 0,
+        probe_timeout: float = 0.5,
+    ) -> None:
         self.inner = inner
         self.exported = 0
         """Spans the exporter accepted."""
@@ -42,26 +58,70 @@ class CountingExporter(SpanExporter):
         """Spans in batches that failed (error response, timeout, refused connection...)."""
         self.failed_batches = 0
         self.last_error: str | None = None
+        self.max_request_bytes = max_request_bytes
+        self.probe_timeout = probe_timeout
+        self._address = _address_of(endpoint) if endpoint else None
+        self._healthy = False
+        self._warned = False
         self._lock = threading.Lock()
         self._shut_down = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Export through the wrapped exporter and count the outcome."""
+        """Export through the wrapped exporter, request by request, and count the outcome."""
+        result = SpanExportResult.SUCCESS
+        for part in _split(spans, self.max_request_bytes):
+            if self._export(part) is not SpanExportResult.SUCCESS:
+                result = SpanExportResult.FAILURE
+        return result
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        unreachable = self._unreachable()
+        if unreachable is not None:
+            self._count(spans, SpanExportResult.FAILURE, unreachable)
+            return SpanExportResult.FAILURE
+        error: str | None = None
         try:
             result = self.inner.export(spans)
         except Exception as exc:
-            logger.exception("OpenInference span export raised")
+            logger.debug("OpenInference span export raised", exc_info=True)
             result = SpanExportResult.FAILURE
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
+        if result is not SpanExportResult.SUCCESS:
+            error = error or f"export of {len(spans)} spans failed"
+        self._count(spans, result, error)
+        return result
+
+    def _unreachable(self) -> str | None:
+        if self._address is None or self._healthy:
+            return None
+        import socket
+
+        try:
+            socket.create_connection(self._address, timeout=self.probe_timeout).close()
+        except OSError as exc:
+            return f"{self._address[0]}:{self._address[1]} unreachable ({exc})"
+        self._healthy = True
+        return None
+
+    def _count(self, spans: Sequence[ReadableSpan], result: SpanExportResult, error: str | None):
         with self._lock:
             if result is SpanExportResult.SUCCESS:
                 self.exported += len(spans)
-            else:
-                self.failed += len(spans)
-                self.failed_batches += 1
-                if self.last_error is None:
-                    self.last_error = f"export of {len(spans)} spans failed"
-        return result
+                self._warned = False
+                return
+            self.failed += len(spans)
+            self.failed_batches += 1
+            self.last_error = error
+            self._healthy = False  # probe again before the next request
+            warn = not self._warned
+            self._warned = True
+        if warn:
+            logger.warning(
+                "OpenInference: %d span(s) could not be exported: %s; further failures are "
+                "counted in stats() (export_errors) until an export succeeds",
+                len(spans),
+                error,
+            )
 
     def shutdown(self) -> None:
         """Shut the wrapped exporter down (once): aborts its retries."""
@@ -74,6 +134,46 @@ class CountingExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the wrapped exporter."""
         return self.inner.force_flush(timeout_millis)
+
+
+def _address_of(endpoint: str) -> tuple[str, int] | None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
+def _span_bytes(span: ReadableSpan) -> int:
+    size = 256
+    for key, value in (span.attributes or {}).items():
+        size += len(key) + (len(value) if isinstance(value, str) else 16)
+    for event in span.events:
+        for value in (event.attributes or {}).values():
+            size += len(value) if isinstance(value, str) else 16
+    return size
+
+
+def _split(spans: Sequence[ReadableSpan], limit: int) -> list[Sequence[ReadableSpan]]:
+    """``spans`` cut into runs of at most ``limit`` estimated bytes (no limit when ``<= 0``)."""
+    if limit <= 0 or len(spans) <= 1:
+        return [spans]
+    parts: list[Sequence[ReadableSpan]] = []
+    current: list[ReadableSpan] = []
+    size = 0
+    for span in spans:
+        span_size = _span_bytes(span)
+        if current and size + span_size > limit:
+            parts.append(current)
+            current, size = [], 0
+        current.append(span)
+        size += span_size
+    if current:
+        parts.append(current)
+    return parts
 
 
 class _TraceIdGenerator(RandomIdGenerator):
@@ -129,6 +229,8 @@ class SpanSink:
         self.provider: Any = None
         self.owns_provider = not settings.use_global_provider
         self.spans_created = 0
+        self.processor: Any = None
+        self._lost_at_flush = 0
         self._id_generator: _TraceIdGenerator | None = None
         self._flush_thread: threading.Thread | None = None
         self._shut_down = False
@@ -150,7 +252,10 @@ class SpanSink:
         provider = TracerProvider(
             resource=Resource.create(resource_attributes),
             id_generator=self._id_generator,
-            span_limits=SpanLimits(max_span_attributes=settings.max_span_attributes),
+            span_limits=SpanLimits(
+                max_span_attributes=settings.max_span_attributes,
+                max_span_attribute_length=settings.max_attribute_length,
+            ),
         )
         processor = self._processor()
         if processor is not None:
@@ -158,7 +263,7 @@ class SpanSink:
         return provider
 
     def _processor(self) -> Any:
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
         settings = self.settings
         if settings.exporter == "none":
@@ -169,7 +274,10 @@ class SpanSink:
             self.memory_exporter = InMemorySpanExporter()
             self.exporter = CountingExporter(self.memory_exporter)
             return SimpleSpanProcessor(self.exporter)
+        from .batching import BlockingBatchProcessor
+
         inner: SpanExporter
+        endpoint: str | None = None
         if settings.exporter == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -177,27 +285,49 @@ class SpanSink:
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+            endpoint = settings.endpoint
             inner = OTLPSpanExporter(
-                endpoint=settings.endpoint,
+                endpoint=endpoint,
                 headers={k: v.get_secret_value() for k, v in settings.headers.items()},
                 timeout=settings.export_timeout_millis / 1000,
             )
-        self.exporter = CountingExporter(inner)
-        return BatchSpanProcessor(
+        self.exporter = CountingExporter(
+            inner, endpoint=endpoint, max_request_bytes=settings.max_request_bytes
+        )
+        self.processor = BlockingBatchProcessor(
             self.exporter,
             max_queue_size=settings.max_queue_size,
-            schedule_delay_millis=settings.schedule_delay_millis,
-            max_export_batch_size=settings.max_export_batch_size,
-            export_timeout_millis=settings.export_timeout_millis,
+            max_batch_size=settings.max_export_batch_size,
+            schedule_delay=settings.schedule_delay_millis / 1000,
+            block_timeout=settings.export_timeout_millis / 1000,
         )
+        return self.processor
 
     def use_trace_id(self, trace_id: str) -> None:
         """Make the next root span take this (32 hex digit) trace id, on a private provider."""
         if self._id_generator is not None:
             self._id_generator.use(trace_id)
 
+    @property
+    def dropped(self) -> int:
+        """Spans dropped before export (the export queue stayed full)."""
+        return self.processor.dropped if self.processor is not None else 0
+
+    @property
+    def lost(self) -> int:
+        """Spans that will never reach the destination: dropped or failed to export."""
+        failed = self.exporter.failed if self.exporter is not None else 0
+        return failed + self.dropped
+
     def flush(self, timeout: float) -> bool:
-        """Export what is buffered; wait at most ``timeout`` s. True if everything went out."""
+        """Export what is buffered; wait at most ``timeout`` s. True if everything went out and
+        no span was lost since the previous flush."""
+        lost_before, self._lost_at_flush = self._lost_at_flush, self.lost
+        if self._lost_at_flush != lost_before:
+            return self._flush(timeout) and False
+        return self._flush(timeout)
+
+    def _flush(self, timeout: float) -> bool:
         force_flush = getattr(self.provider, "force_flush", None)
         if self._shut_down or force_flush is None:
             return True
@@ -206,7 +336,7 @@ class SpanSink:
             self._flush_thread.join(max(timeout, 0.0))
             if self._flush_thread.is_alive():
                 return False
-        failed_before = self.exporter.failed if self.exporter is not None else 0
+        lost_before = self.lost
         millis = int(timeout * 1000)
         self._flush_thread, finished = _run_bounded(
             lambda: force_flush(millis), timeout, "callbacks-openinference-flush"
@@ -214,7 +344,8 @@ class SpanSink:
         if not finished:
             logger.warning("OpenInference span flush did not finish within %.1f s", timeout)
             return False
-        return self.exporter is None or self.exporter.failed == failed_before
+        self._lost_at_flush = self.lost
+        return self.lost == lost_before
 
     def shutdown(self, timeout: float) -> bool:
         """Flush and release the exporter, bounded by ``timeout`` s. A global provider is the
@@ -248,7 +379,8 @@ class SpanSink:
         queue or a shutdown that timed out (the latter once shut down)."""
         if self.exporter is None:
             return 0
-        return max(self.spans_created - self.exporter.exported - self.exporter.failed, 0)
+        exporter = self.exporter
+        return max(self.spans_created - exporter.exported - exporter.failed - self.dropped, 0)
 
     def stats(self) -> dict[str, Any]:
         """Counts for the host's ``stats()``: spans created, exported, failed, unexported."""
@@ -259,6 +391,8 @@ class SpanSink:
             "spans_exported": exporter.exported if exporter is not None else None,
             "export_errors": exporter.failed if exporter is not None else 0,
             "failed_batches": exporter.failed_batches if exporter is not None else 0,
+            "spans_dropped": self.dropped,
+            "spans_lost": self.lost,
             "spans_unexported": self.unexported,
             "last_export_error": exporter.last_error if exporter is not None else None,
         }

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from callbacks import hookimpl
+from callbacks.collect import CollectedTrace, TraceCollector
 
 from .settings import OpenInferenceSettings
 
@@ -19,30 +19,16 @@ if TYPE_CHECKING:
 
     from .exporting import SpanSink
     from .masking import Masker
-    from .spans import EventPair
 
 __all__ = ["OpenInferencePlugin"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_OPEN_TRACES = 1000
-"""Open traces kept at once; if a trace's end never arrives (its end was dropped by a full queue),
-the oldest is exported as it stands rather than kept forever."""
-
-
-class _OpenTrace:
-    __slots__ = ("dropped", "events", "trace")
-
-    def __init__(self) -> None:
-        self.trace: Any = None
-        self.events: dict[str, EventPair] = {}
-        self.dropped: set[str] = set()
-
 
 def _clear_open(ref: weakref.ref[OpenInferencePlugin]) -> None:
     plugin = ref()
     if plugin is not None:
-        plugin._open.clear()
+        plugin._collector.clear()
 
 
 class OpenInferencePlugin:
@@ -59,15 +45,29 @@ class OpenInferencePlugin:
         self.settings: OpenInferenceSettings | None = None
         self.sink: SpanSink | None = None
         self.masker: Masker | None = None
-        self.events_dropped = 0
-        """Events not turned into spans because a trace exceeded ``max_events_per_trace``."""
         self.attribute_errors = 0
         """Events whose payload could not be turned into attributes (their span has none)."""
-        self._open: OrderedDict[str, _OpenTrace] = OrderedDict()
+        self.last_flush_ok: bool | None = None
+        """What the last ``callbacks_flush`` returned: False when the export did not finish in
+        time or spans were lost since the flush before (also in ``stats()``)."""
+        self._collector = self._new_collector()
         if hasattr(os, "register_at_fork"):
             # The parent exports its own open traces; a forked child must not export them again.
             ref = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _clear_open(ref))
+
+    def _new_collector(self) -> TraceCollector:
+        settings = self.settings
+        max_traces = settings.max_open_traces if settings is not None else 1000
+        max_events = settings.max_events_per_trace if settings is not None else 10_000
+        return TraceCollector(
+            max_traces, max_events, on_evict=self._export, name="callbacks-openinference"
+        )
+
+    @property
+    def events_dropped(self) -> int:
+        """Events not turned into spans: over ``max_events_per_trace``, or after their trace."""
+        return self._collector.dropped_events + self._collector.late_events
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -90,6 +90,7 @@ class OpenInferencePlugin:
         self.settings = settings
         self.masker = Masker(settings)
         self.sink = SpanSink(settings)
+        self._collector = self._new_collector()
 
     def _ready(self) -> SpanSink:
         if self.sink is None:
@@ -98,91 +99,80 @@ class OpenInferencePlugin:
         return self.sink
 
     @hookimpl
-    def callbacks_flush(self, timeout: float) -> None:
-        """Export the spans of finished traces, waiting at most ``timeout`` seconds."""
-        if self.sink is not None:
-            self.sink.flush(timeout)
+    def callbacks_flush(self, timeout: float) -> bool:
+        """Export the spans of finished traces, waiting at most ``timeout`` seconds. Returns
+        False if the export did not finish or some span was lost since the previous flush."""
+        if self.sink is None:
+            return True
+        self.last_flush_ok = self.sink.flush(timeout)
+        return self.last_flush_ok
 
     @hookimpl
-    def callbacks_shutdown(self, timeout: float) -> None:
+    def callbacks_shutdown(self, timeout: float) -> bool:
         """Export what is left (unfinished traces as they stand), then shut the exporter down
-        within ``timeout`` seconds."""
+        within ``timeout`` seconds; warn about every span lost."""
         if self.sink is None:
-            return
-        while self._open:
-            trace_id, _ = next(iter(self._open.items()))
-            self._emit(trace_id, None)
-        self.sink.shutdown(timeout)
+            return True
+        for collected in self._collector.drain():
+            self._export(collected)
+        finished = self.sink.shutdown(timeout)
+        lost = self.sink.lost + self.sink.unexported
+        if lost or self.events_dropped:
+            logger.warning(
+                "OpenInference: %d span(s) lost (%d failed to export, %d dropped from a full "
+                "queue, %d not exported at shutdown) and %d event(s) not turned into spans",
+                lost + self.events_dropped,
+                self.sink.exporter.failed if self.sink.exporter is not None else 0,
+                self.sink.dropped,
+                self.sink.unexported,
+                self.events_dropped,
+            )
+        return finished and not lost
 
     # -- events ------------------------------------------------------------------------------
 
     @hookimpl
     def on_trace_start(self, trace: Any) -> None:
         """Remember the trace, to name the root span even if its end never arrives."""
-        self._trace(trace.id).trace = trace
+        self._ready()
+        self._collector.start_trace(trace)
 
     @hookimpl
     def on_event_start(self, event: Event) -> None:
         """Keep the event's start record until its trace ends."""
-        self._record(event, 0)
+        self._ready()
+        self._collector.add(event)
 
     @hookimpl
     def on_event_end(self, event: Event) -> None:
         """Keep the event's end record until its trace ends."""
-        self._record(event, 1)
+        self._ready()
+        self._collector.add(event)
 
     @hookimpl
     def on_trace_end(self, trace: Any) -> None:
         """Build and export the spans of the finished trace."""
-        self._emit(trace.id, trace)
+        self._ready()
+        self._export(self._collector.end_trace(trace))
 
-    def _trace(self, trace_id: str) -> _OpenTrace:
-        open_trace = self._open.get(trace_id)
-        if open_trace is None:
-            self._ready()
-            if len(self._open) >= _MAX_OPEN_TRACES:
-                oldest = next(iter(self._open))
-                logger.warning(
-                    "OpenInference: trace %s never ended; exporting it as it stands", oldest
-                )
-                self._emit(oldest, None)
-            open_trace = self._open[trace_id] = _OpenTrace()
-        return open_trace
-
-    def _record(self, event: Event, slot: int) -> None:
-        open_trace = self._trace(event.trace_id)
-        events = open_trace.events
-        pair = events.get(event.id)
-        if pair is None:
-            assert self.settings is not None
-            if len(events) >= self.settings.max_events_per_trace:
-                if event.id not in open_trace.dropped:
-                    open_trace.dropped.add(event.id)
-                    self.events_dropped += 1
-                return
-            pair = events[event.id] = [None, None]
-        pair[slot] = event
-
-    def _emit(self, trace_id: str, trace: Any) -> None:
+    def _export(self, collected: CollectedTrace) -> None:
         from .spans import TraceInfo, emit_trace
 
-        open_trace = self._open.pop(trace_id, None)
         sink = self._ready()
         assert self.masker is not None
-        trace = (
-            trace if trace is not None else (open_trace.trace if open_trace is not None else None)
-        )
-        events = open_trace.events if open_trace is not None else {}
-        if trace is None and not events:
+        trace = collected.trace
+        if trace is None and not collected.pairs:
             return
+        if not collected.ended and collected.pairs:
+            logger.debug("OpenInference: exporting unfinished trace %s as it stands", collected.id)
         info = TraceInfo(
-            id=trace_id,
-            name=str(getattr(trace, "name", None) or "trace"),
+            id=collected.id,
+            name=collected.name,
             start_wall_time_ns=getattr(trace, "start_wall_time_ns", None),
             end_wall_time_ns=getattr(trace, "end_wall_time_ns", None),
             attributes=getattr(trace, "attributes", None) or {},
         )
-        result = emit_trace(sink.tracer, self.masker, info, events, sink.use_trace_id)
+        result = emit_trace(sink.tracer, self.masker, info, collected.pairs, sink.use_trace_id)
         sink.spans_created += result.spans
         self.attribute_errors += result.attribute_errors
 
@@ -199,10 +189,11 @@ class OpenInferencePlugin:
         return self.sink.stats()["export_errors"] if self.sink is not None else 0
 
     def callbacks_stats(self) -> dict[str, Any]:
-        """Export counters: spans created, exported, failed and not (yet) exported, and
-        events dropped over ``max_events_per_trace``."""
+        """Export counters: spans created, exported, failed, dropped, lost and not (yet)
+        exported, and the trace buffer's counters."""
         out = self.sink.stats() if self.sink is not None else {}
         out["events_dropped"] = self.events_dropped
         out["attribute_errors"] = self.attribute_errors
-        out["open_traces"] = len(self._open)
+        out["last_flush_ok"] = self.last_flush_ok
+        out.update(self._collector.stats())
         return out

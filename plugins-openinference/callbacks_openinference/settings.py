@@ -83,6 +83,14 @@ class OpenInferenceSettings(BaseModel):
     """Bound on one export request, retries included."""
     max_span_attributes: int = Field(default=4096, gt=0)
     """Attribute cap per span; OpenTelemetry's default of 128 truncates documents and messages."""
+    max_attribute_length: int | None = Field(default=100_000, gt=0)
+    """Longest string attribute value, in characters (OpenTelemetry truncates longer ones), so
+    one huge prompt cannot make a request too large to export; ``None`` for no limit."""
+    max_request_bytes: int = Field(default=8_000_000, ge=0)
+    """Attribute text per export request (estimated); a batch is split to stay under it, and a
+    span larger than it goes alone. ``0`` turns splitting off."""
+    max_open_traces: int = Field(default=1000, gt=0)
+    """Traces held open at once; beyond it the oldest is exported as it stands."""
     max_events_per_trace: int = Field(default=10000, gt=0)
     """Events kept per open trace; beyond it events are dropped and counted."""
 

@@ -15,7 +15,8 @@ from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttribu
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
-from callbacks.events import ROOT, Event, EventPayload, EventType
+from callbacks.collect import EventPair, describe_error
+from callbacks.events import ROOT, Event, EventType
 
 from .attributes import (
     Attributes,
@@ -32,9 +33,6 @@ __all__ = ["EmitResult", "EventPair", "TraceInfo", "emit_trace"]
 
 logger = logging.getLogger(__name__)
 
-EventPair = list[Event | None]
-"""``[start, end]`` records of one event; either may be missing (``None``)."""
-
 
 class TraceInfo(NamedTuple):
     """What the root span needs to know about a trace."""
@@ -50,8 +48,8 @@ _INPUT_KEYS = (SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE)
 _OUTPUT_KEYS = (SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE)
 
 
-def _times(pair: Sequence[Event | None], fallback_end: int) -> tuple[int, int]:
-    start, end = pair[0], pair[1]
+def _times(pair: EventPair, fallback_end: int) -> tuple[int, int]:
+    start, end = pair.start, pair.end
     if start is not None:
         start_ns = start.start_wall_time_ns
     elif end is not None:
@@ -62,34 +60,19 @@ def _times(pair: Sequence[Event | None], fallback_end: int) -> tuple[int, int]:
     return start_ns, max(end_ns, start_ns)
 
 
-def _error_of(pair: Sequence[Event | None]) -> BaseException | None:
-    end = pair[1]
-    if end is not None and end.exception is not None:
-        return end.exception
-    for record in (pair[0], end):
-        if record is not None and record.type is EventType.EXCEPTION:
-            reported = record.payload.get(EventPayload.EXCEPTION)
-            if isinstance(reported, BaseException):
-                return reported
-    return None
-
-
 def _set_status(span: otel_trace.Span, error: BaseException | None, at_ns: int) -> None:
     if error is None:
         span.set_status(otel_trace.Status(otel_trace.StatusCode.OK))
         return
     span.record_exception(error, timestamp=at_ns, escaped=True)
-    span.set_status(
-        otel_trace.Status(otel_trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
-    )
+    span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, describe_error(error)))
 
 
 def _order(events: Mapping[str, EventPair]) -> dict[str, list[str]]:
     """Children of each event id (``ROOT`` for top-level and orphaned events), by start time."""
     children: dict[str, list[str]] = {ROOT: []}
     for event_id, pair in events.items():
-        record = pair[0] or pair[1]
-        parent = record.parent_id if record is not None else ROOT
+        parent = pair.parent_id
         if parent not in events or parent == event_id:
             parent = ROOT
         children.setdefault(parent, []).append(event_id)
@@ -105,9 +88,9 @@ def _attributes_of(
     masker: Masker,
     common: Attributes,
 ) -> dict[str, Any]:
-    start = pair[0].payload if pair[0] is not None else None
-    end = pair[1].payload if pair[1] is not None else None
-    raw = event_attributes(record.type, start, end)
+    start = pair.start.payload if pair.start is not None else None
+    end = pair.end.payload if pair.end is not None else None
+    raw = event_attributes(record.type, start, end, pair.end)
     if record.type is EventType.TEMPLATING:
         templates[record.parent_id] = template_attributes(start, end)
     elif record.type is EventType.LLM and SpanAttributes.LLM_PROMPT_TEMPLATE not in raw:
@@ -147,21 +130,23 @@ def emit_trace(
 
     if use_trace_id is not None:
         use_trace_id(info.id)
-    root = tracer.start_span(
-        info.name,
-        context=otel_context.Context(),  # never parent to whatever span is current on this thread
-        start_time=root_start,
-    )
-    root_context = otel_trace.set_span_in_context(root)
     result = EmitResult()
-    result.spans = 1
     top_error: BaseException | None = None
+    # A trace whose outermost event is alone is that event's span (as in OpenInference's own
+    # instrumentors); otherwise a CHAIN span named after the trace holds the top-level events.
+    root: otel_trace.Span | None = None
+    # Never parent to whatever span is current on this thread.
+    root_context: Any = otel_context.Context()
+    if len(children[ROOT]) != 1:
+        root = tracer.start_span(info.name, context=root_context, start_time=root_start)
+        root_context = otel_trace.set_span_in_context(root)
+        result.spans = 1
     stack: list[tuple[str, Any]] = [(i, root_context) for i in reversed(children[ROOT])]
     templates: dict[str, Attributes] = {}
     while stack:
         event_id, parent_context = stack.pop()
         pair = events[event_id]
-        record: Event = pair[0] or pair[1]  # type: ignore[assignment]
+        record: Event = pair.any
         start_ns, end_ns = _times(pair, root_end)
         try:
             attributes = _attributes_of(record, pair, templates, masker, common)
@@ -177,7 +162,7 @@ def emit_trace(
         span = tracer.start_span(
             record.type.value, context=parent_context, start_time=start_ns, attributes=attributes
         )
-        error = _error_of(pair)
+        error = pair.error
         _set_status(span, error, end_ns)
         span.end(end_time=end_ns)
         result.spans += 1
@@ -187,16 +172,15 @@ def emit_trace(
         child_context = otel_trace.set_span_in_context(span)
         stack.extend((i, child_context) for i in reversed(children.get(event_id, ())))
 
-    root.set_attributes(_root_attributes(children[ROOT], recorded, masker, common))
-    # The failing event's span carries the exception; the root only says that the trace failed.
-    root.set_status(
-        otel_trace.Status(otel_trace.StatusCode.OK)
-        if top_error is None
-        else otel_trace.Status(
-            otel_trace.StatusCode.ERROR, f"{type(top_error).__name__}: {top_error}"
+    if root is not None:
+        root.set_attributes(_root_attributes(children[ROOT], recorded, masker, common))
+        # The failing event's span carries the exception; the root says the trace failed.
+        root.set_status(
+            otel_trace.Status(otel_trace.StatusCode.OK)
+            if top_error is None
+            else otel_trace.Status(otel_trace.StatusCode.ERROR, describe_error(top_error))
         )
-    )
-    root.end(end_time=root_end)
+        root.end(end_time=root_end)
     return result
 
 

@@ -208,14 +208,26 @@ def plugin_of(cm: CallbackManager) -> OpenInferencePlugin:
 class OTLPReceiver:
     """A loopback OTLP/HTTP collector: decodes each ``ExportTraceServiceRequest``."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int | None = None) -> None:
         self.requests: list[tuple[str, dict[str, str], ExportTraceServiceRequest]] = []
+        self.rejected = 0
+        """Requests refused with 413 because their body exceeded ``max_body`` bytes."""
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                length = int(self.headers["Content-Length"])
+                if max_body is not None and length > max_body:
+                    # As a collector with a body limit does: refuse without reading it all.
+                    self.send_response(413)
+                    self.send_header("Content-Length", "0")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    with receiver._changed:
+                        receiver.rejected += 1
+                    return
+                body = self.rfile.read(length)
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 reply = ExportTraceServiceResponse().SerializeToString()

@@ -50,15 +50,19 @@ def clip(text: str | None, mode: PayloadMode) -> str | None:
 def split_payloads(
     start: Mapping[str, Any] | None, end: Mapping[str, Any] | None, mode: PayloadMode
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The span's ``(inputs, outputs)``: the start payload and the input keys of the end payload
-    are inputs, the rest of the end payload is outputs."""
+    """The span's ``(inputs, outputs)``: the start payload is inputs, the end payload outputs,
+    except that an input key the start did not carry (LlamaIndex gives chat ``messages`` at the
+    end) is an input. A chunking event's ``chunks`` are thus its input text at the start and the
+    chunks it made at the end."""
     inputs: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
-    for key, value in (start or {}).items():
+    start = start or {}
+    for key, value in start.items():
         _render(inputs, str(key), value, mode)
     for key, value in (end or {}).items():
         key = str(key)
-        _render(inputs if key in INPUT_KEYS else outputs, key, value, mode)
+        is_input = key in INPUT_KEYS and start.get(key) is None
+        _render(inputs if is_input else outputs, key, value, mode)
     return inputs, outputs
 
 

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from callbacks import EventType, payloads
+from callbacks.collect import EventPair, describe_error
 from callbacks.events import ROOT, EventAbandoned
+from callbacks.kinds import SpanKind, span_kind
+from callbacks.tokencount import llm_token_count
 
-from .collector import EventPair
-from .kinds import span_kind, wandb_kind
-from .llm_calls import status_of
 from .results import PayloadMode, split_payloads
 
 if TYPE_CHECKING:
@@ -18,9 +18,22 @@ if TYPE_CHECKING:
 
     from callbacks import Trace
 
-__all__ = ["build_tree", "children_of", "event_span", "trace_attributes"]
+__all__ = ["WANDB_KINDS", "build_tree", "children_of", "event_span", "trace_attributes"]
 
 _NS_PER_MS = 1_000_000
+
+WANDB_KINDS: dict[SpanKind, str] = {
+    SpanKind.LLM: "LLM",
+    SpanKind.EMBEDDING: "LLM",
+    SpanKind.RETRIEVER: "TOOL",
+    SpanKind.RERANKER: "TOOL",
+    SpanKind.TOOL: "TOOL",
+    SpanKind.AGENT: "AGENT",
+    SpanKind.CHAIN: "CHAIN",
+}
+"""Span kind -> W&B ``SpanKind``. W&B's trace tree knows only LLM, CHAIN, AGENT and TOOL, so an
+embedding is shown as the model call it is (LLM), retrieval and reranking as lookups the chain
+makes (TOOL); the precise kind stays in the span's ``span_kind`` attribute."""
 
 
 def children_of(
@@ -56,7 +69,8 @@ def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
 
     start, end = pair.start, pair.end
     event = pair.any
-    attributes: dict[str, Any] = {"event_type": str(event.type), "span_kind": span_kind(event.type)}
+    kind = span_kind(event.type)
+    attributes: dict[str, Any] = {"event_type": str(event.type), "span_kind": kind.value}
     if start is not None:
         start_ms = start.wall_time_ns // _NS_PER_MS
     else:
@@ -66,9 +80,10 @@ def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
     if end is not None and end.duration_ns is not None:
         attributes["duration_ms"] = end.duration_ns / 1e6
     merged = {**(start.payload if start else {}), **(end.payload if end else {})}
-    _token_attributes(attributes, event.type, merged)
+    _token_attributes(attributes, event.type, merged, end)
 
-    failed = end is None or end.exception is not None
+    error = pair.error
+    failed = end is None or error is not None
     if end is not None and isinstance(end.exception, EventAbandoned):
         attributes["abandoned"] = True
     inputs, outputs = split_payloads(
@@ -77,11 +92,13 @@ def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
     span = WBSpan(
         span_id=event_id,
         name=str(event.type),
-        span_kind=SpanKind(wandb_kind(event.type)),
+        span_kind=SpanKind(WANDB_KINDS[kind]),
         start_time_ms=start_ms,
         end_time_ms=end_ms,
         status_code=StatusCode.ERROR if failed else StatusCode.SUCCESS,
-        status_message=status_of(end) if failed else None,
+        status_message=(describe_error(error) if error is not None else "no end event")
+        if failed
+        else None,
         attributes=attributes,
     )
     span.add_named_result(inputs, outputs)
@@ -89,19 +106,33 @@ def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
 
 
 def _token_attributes(
-    attributes: dict[str, Any], event_type: EventType | str, payload: Mapping[str, Any]
+    attributes: dict[str, Any],
+    event_type: EventType | str,
+    payload: Mapping[str, Any],
+    end: Any,
 ) -> None:
     if event_type == EventType.LLM:
         model = payloads.model_of(payload)
         if model:
             attributes["model"] = model
+        count = llm_token_count(end) if end is not None else None
+        if count is not None:
+            attributes.update(
+                prompt_tokens=count.prompt,
+                completion_tokens=count.completion,
+                total_tokens=count.total,
+                token_source=count.source,
+                token_detail=count.detail,
+            )
+        return
     usage = payloads.usage_of(payload)
     if usage is not None:
         attributes.update(
             prompt_tokens=usage.prompt,
             completion_tokens=usage.completion,
             total_tokens=usage.total,
-            token_source=usage.source,
+            token_source="provider",
+            token_detail=usage.source,
         )
 
 

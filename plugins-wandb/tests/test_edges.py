@@ -15,9 +15,10 @@ import wandb
 from wandb_reader import find_run_file, read_run
 
 from callbacks import Event, EventAbandoned, EventPayload, EventPhase, EventType
+from callbacks.kinds import span_kind
 from callbacks_wandb import WandbPlugin, WandbSettings
-from callbacks_wandb.kinds import span_kind, wandb_kind
 from callbacks_wandb.results import SUMMARY_CHARS, split_payloads
+from callbacks_wandb.spans import WANDB_KINDS
 
 P = EventPayload
 TRACE_ID = "f" * 32
@@ -91,6 +92,7 @@ def test_odd_event_streams_are_logged_without_crashing(wandb_offline: Path) -> N
         duration_ns=60_000,
     )
     plugin.on_trace_end(trace)
+    assert plugin.run.wait(60)  # wandb.init runs on a setup thread
     sync_file = Path(plugin.run.sync_file)
     plugin.callbacks_shutdown(timeout=10)
     wandb.teardown()
@@ -111,7 +113,17 @@ def test_odd_event_streams_are_logged_without_crashing(wandb_offline: Path) -> N
     assert abandoned["status_message"] == "EventAbandoned: gone"
     orphan = root["child_spans"][1]
     assert (orphan["status_code"], orphan["end_time_ms"]) == ("ERROR", None)
-    assert run.table("llm_calls")["data"][0][2:] == [None, None, None, 2, 3, 5, 0.005, "ok"]
+    assert run.table("llm_calls")["data"][0][2:] == [
+        None,
+        None,
+        None,
+        2,
+        3,
+        5,
+        "provider",
+        0.005,
+        "ok",
+    ]
 
 
 def test_summary_mode_clips_texts_and_counts_lists() -> None:
@@ -139,7 +151,7 @@ def test_summary_mode_clips_texts_and_counts_lists() -> None:
     ],
 )
 def test_span_kind_mapping(event_type: Any, kind: str, wb_kind: str) -> None:
-    assert (span_kind(event_type), wandb_kind(event_type)) == (kind, wb_kind)
+    assert (span_kind(event_type), WANDB_KINDS[span_kind(event_type)]) == (kind, wb_kind)
 
 
 def test_data_is_logged_when_the_app_never_shuts_down(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ class DebugSettings(BaseModel):
     max_traces: int = Field(default=100, ge=1)
     """Traces kept, with their events; the oldest are forgotten first."""
     max_events_per_trace: int = Field(default=10_000, ge=1)
-    """Events kept per trace; later ones are counted in ``dropped_events`` instead."""
+    """Events (each a start and an end) kept per trace; later ones are counted in
+    ``dropped_events`` instead."""
     summary_chars: int = Field(default=60, ge=8)
     """Length of the payload summaries in the printed tree."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from callbacks import Event, EventType
+from callbacks.collect import CollectedTrace, TraceCollector
 
 if TYPE_CHECKING:
     from callbacks import Trace
@@ -81,54 +82,48 @@ def time_info(durations_ns: Iterable[int]) -> EventTimeInfo:
 
 
 class EventStore:
-    """Keeps the last ``max_traces`` traces and at most ``max_events_per_trace`` events each."""
+    """Keeps the last ``max_traces`` traces and at most ``max_events_per_trace`` events each.
+
+    Open traces live in the host's bounded :class:`callbacks.collect.TraceCollector`; ended ones
+    are kept, newest last, until ``max_traces`` traces are held in all.
+    """
 
     def __init__(self, max_traces: int, max_events_per_trace: int) -> None:
         self.max_traces = max_traces
         self.max_events_per_trace = max_events_per_trace
-        self._traces: OrderedDict[str, TraceLog] = OrderedDict()
-
-    def _log(self, trace_id: str, name: str = "") -> TraceLog:
-        log = self._traces.get(trace_id)
-        if log is None:
-            log = self._traces[trace_id] = TraceLog(trace_id, name)
-            while len(self._traces) > self.max_traces:
-                self._traces.popitem(last=False)
-        return log
+        self._open = TraceCollector(max_traces, max_events_per_trace, name="callbacks-debug")
+        self._ended: OrderedDict[str, TraceLog] = OrderedDict()
 
     def start_trace(self, trace: Trace) -> None:
         """Open the log of a trace."""
-        log = self._log(trace.id, trace.name)
-        log.trace = trace
+        self._open.start_trace(trace)
 
     def end_trace(self, trace: Trace) -> TraceLog:
         """Mark a trace ended and return its log."""
-        log = self._log(trace.id, trace.name)
-        log.trace = trace
-        log.ended = True
+        log = _log(self._open.end_trace(trace), ended=True)
+        self._ended[log.id] = log
+        while self._ended and len(self._ended) + len(self._open) > self.max_traces:
+            self._ended.popitem(last=False)
         return log
 
     def add(self, event: Event) -> None:
         """Keep an event, unless its trace already holds ``max_events_per_trace``."""
-        log = self._log(event.trace_id)
-        if len(log.events) >= self.max_events_per_trace:
-            log.dropped_events += 1
-        else:
-            log.events.append(event)
+        self._open.add(event)
 
     def clear(self) -> None:
         """Forget everything."""
-        self._traces.clear()
+        self._open.clear()
+        self._ended.clear()
 
     def logs(self) -> list[TraceLog]:
-        """Every kept trace log, oldest first."""
-        return list(self._traces.values())
+        """Every kept trace log: the ended ones oldest first, then the open ones."""
+        return [*self._ended.values(), *(_log(c, ended=False) for c in self._open.open_traces())]
 
     def events(self, event_type: EventType | None = None) -> list[Event]:
         """Kept events (of one type, if given) in time order."""
         found = [
             e
-            for log in self._traces.values()
+            for log in self.logs()
             for e in log.events
             if event_type is None or e.type is event_type
         ]
@@ -138,7 +133,7 @@ class EventStore:
     def pairs(self, event_type: EventType | None = None) -> list[tuple[Event, Event]]:
         """(start, end) of every finished kept event, in start order."""
         found: list[tuple[Event, Event]] = []
-        for log in self._traces.values():
+        for log in self.logs():
             for events in log.pairs().values():
                 if len(events) == 2 and (event_type is None or events[0].type is event_type):
                     found.append((events[0], events[1]))
@@ -149,7 +144,13 @@ class EventStore:
         """Durations of the kept end events of one type."""
         return [
             e.duration_ns
-            for log in self._traces.values()
+            for log in self.logs()
             for e in log.events
             if e.type is event_type and e.duration_ns is not None
         ]
+
+
+def _log(collected: CollectedTrace, ended: bool) -> TraceLog:
+    events = [e for pair in collected.pairs.values() for e in pair if e is not None]
+    name = collected.trace.name if collected.trace is not None else ""
+    return TraceLog(collected.id, name, collected.trace, events, collected.dropped_events, ended)

@@ -111,7 +111,11 @@ def print_report(
         write(f"Fine-tuning JSONL: {report.finetuning_path} ({report.finetuning_lines} lines)\n")
     plugins = cm.list_plugins()
     if "wandb" in plugins:
-        write(f"W&B (offline):    {os.environ.get('WANDB_DIR', '.')}\n")
+        cm.flush(timeout=10.0, plugin="wandb")  # the run directory is known once W&B started
+        run_dir = cm.stats()["wandb"].get("plugin", {}).get("run_dir")
+        write(f"W&B run:          {run_dir or os.environ.get('WANDB_DIR', '.')}\n")
+        if run_dir:
+            write(f"  upload it with: wandb sync {run_dir}\n")
     if "aim" in plugins:
         write(f"Aim repository:   {getattr(cm.plugin_settings('aim'), 'repo', None) or '.aim'}\n")
 

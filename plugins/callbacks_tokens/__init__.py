@@ -1,13 +1,14 @@
 """callbacks-tokens: token counting for LLM and embedding calls, with offline tiktoken."""
 
-from .counting import Tokenizer, count_messages, count_text
-from .encodings import (
+from callbacks.encodings import (
     EncodingError,
     EncodingIntegrityError,
     EncodingUnavailableError,
     encoding_name_for_model,
     load_encoding,
 )
+from callbacks.tokencount import Tokenizer, count_messages, count_text
+
 from .plugin import TokenCountingPlugin
 from .records import EmbeddingTokenCount, LLMTokenCount, TokenTotals
 from .settings import TokenSettings

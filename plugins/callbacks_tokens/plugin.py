@@ -8,22 +8,15 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 from callbacks import Event, EventPayload, hookimpl
-from callbacks.payloads import (
-    assistant_message_of,
-    embedding_texts_of,
-    messages_of,
-    model_of,
-    prompt_of,
-    usage_of,
-)
-
-from .counting import Tokenizer, count_messages, count_text, tool_calls_text
-from .encodings import (
+from callbacks.encodings import (
     EncodingUnavailableError,
     encoding_name_for_model,
     load_encoding,
     reset_lock_after_fork,
 )
+from callbacks.payloads import embedding_texts_of, model_of, usage_of
+from callbacks.tokencount import Tokenizer, count_text, estimate_llm_tokens
+
 from .records import EmbeddingTokenCount, LLMTokenCount, TokenTotals
 from .settings import TokenSettings
 
@@ -167,15 +160,7 @@ class TokenCountingPlugin:
         if end.failed:
             return None
         tokenizer, source, encoding = self._tokenizer_for(model)
-        messages = payload.get(EventPayload.MESSAGES)
-        if messages is not None:
-            prompt = count_messages(tokenizer, messages_of(messages))
-        else:
-            prompt = count_text(tokenizer, prompt_of(payload))
-        reply = assistant_message_of(payload)
-        completion = count_text(tokenizer, reply.content) if reply is not None else 0
-        if reply is not None and reply.tool_calls:
-            completion += count_text(tokenizer, tool_calls_text(reply.tool_calls))
+        prompt, completion = estimate_llm_tokens(payload, tokenizer)
         return LLMTokenCount(
             prompt, completion, prompt + completion, model, end.trace_id, end.id, source, encoding
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .encodings import DEFAULT_ENCODING
+from callbacks.encodings import DEFAULT_ENCODING
 
 __all__ = ["TokenSettings"]
 

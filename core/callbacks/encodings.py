@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import importlib.util
 import logging
+import os
 import threading
 import types
 from collections.abc import Iterable, Sequence
@@ -46,6 +47,10 @@ def reset_lock_after_fork() -> None:
     """Re-create the loading lock in a forked child (another thread may have held it)."""
     global _lock
     _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset_lock_after_fork)
 
 
 class EncodingError(RuntimeError):
