@@ -85,9 +85,10 @@ class Registry:
             )
             channel.settings = settings
             self.channels[name] = channel
-            call_lifecycle_hook(
+            configured = call_lifecycle_hook(
                 self.pm, channel, "callbacks_configure", settings=settings, manager=self._manager
             )
+            channel.listening = False not in configured
             self.compile()
         return name
 
@@ -246,6 +247,8 @@ class Registry:
         channels = list(self.channels.values())
 
         def calls(channel: PluginChannel, hook_names: tuple[str, ...]) -> Calls:
+            if not channel.listening:
+                return ()
             own = impls[channel.name]
             return tuple((h, own[h].function) for h in hook_names if h in own)
 
