@@ -292,3 +292,67 @@ def test_internal_modules_are_private_and_the_api_comes_from_the_package() -> No
     assert public == {"events", "hookspecs", "payloads", "testing", "wire"}
     for name in callbacks.__all__:
         assert getattr(callbacks, name) is not None
+
+
+@pytest.mark.parametrize("delivery", ["inline", "background"])
+def test_flush_returns_false_when_a_plugin_says_it_lost_data(delivery: str) -> None:
+    class Lossy:
+        callbacks_delivery = delivery
+
+        def __init__(self) -> None:
+            self.lost = False
+
+        @hookimpl
+        def callbacks_flush(self):
+            return False if self.lost else None
+
+    lossy = Lossy()
+    cm = CallbackManager(plugins=[lossy, RecordingPlugin()])
+    try:
+        assert cm.flush(timeout=5.0) is True
+        lossy.lost = True
+        assert cm.flush(timeout=5.0) is False
+        assert cm.flush(timeout=5.0, plugin="recorder") is True
+    finally:
+        cm.shutdown()
+
+
+@pytest.mark.parametrize("delivery", ["inline", "background"])
+def test_a_plugin_whose_configure_returns_false_gets_no_events(delivery: str) -> None:
+    class Dormant(RecordingPlugin):
+        callbacks_name = "dormant"
+        callbacks_delivery = delivery
+
+        @hookimpl
+        def callbacks_configure(self):
+            return False
+
+    dormant, awake = Dormant(), RecordingPlugin()
+    cm = CallbackManager(plugins=[dormant, awake])
+    try:
+        with cm.as_trace("t"), cm.event(EventType.LLM):
+            pass
+        assert cm.flush(timeout=5.0)
+        assert len(awake.events) == 2 and dormant.events == [] and dormant.traces == []
+        stats = cm.stats()
+        assert stats["dormant"]["listening"] is False and stats["dormant"]["delivered"] == 0
+        assert stats["recorder"]["listening"] is True
+    finally:
+        cm.shutdown()
+
+
+def test_nothing_listens_when_the_only_plugin_is_dormant() -> None:
+    class Dormant:
+        @hookimpl
+        def callbacks_configure(self):
+            return False
+
+        @hookimpl
+        def on_event_start(self, event):
+            raise AssertionError("a dormant plugin got an event")
+
+    cm = CallbackManager(plugins=[Dormant()])
+    try:
+        assert cm.event(EventType.LLM) is cm.event(EventType.EMBEDDING)  # the shared no-op
+    finally:
+        cm.shutdown()

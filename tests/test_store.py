@@ -138,9 +138,12 @@ def test_nothing_is_written_until_a_path_is_set(tmp_path, monkeypatch):
     plugin = StorePlugin()
     cm = CallbackManager([plugin])
     run_queries(cm, 3)
+    stats = cm.stats()["store"]
     cm.shutdown()
     assert list(tmp_path.iterdir()) == []
     assert plugin.callbacks_stats()["events_written"] == 0
+    # Off, the store asks for no events at all: installed, it costs the application nothing.
+    assert stats["listening"] is False and stats["delivered"] == 0
 
 
 def test_max_traces_keeps_the_newest_and_their_events_only(tmp_path):

@@ -108,6 +108,8 @@ class PluginChannel:
         self.unfinished = False
         """Set when this plugin's shutdown did not finish in time (reported as stuck)."""
         self.settings: Any = None
+        self.listening = True
+        """False when the plugin's ``callbacks_configure`` returned False: it gets no events."""
         self.event_calls: dict[Any, dict[Any, Calls]] = {}
         """``{phase: {event type: calls}}``, set by the registry; read by the worker."""
         if mode == "background":
@@ -375,6 +377,7 @@ class PluginChannel:
         return {
             **extra,
             "mode": self.mode,
+            "listening": self.listening,
             "delivered": self.delivered,
             "errors": self.errors,
             "errors_by_hook": dict(self.errors_by_hook),

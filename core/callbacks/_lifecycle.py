@@ -46,11 +46,16 @@ def plugin_hook(pm: pluggy.PluginManager, plugin: object, name: str) -> pluggy.H
 
 def call_lifecycle_hook(
     pm: pluggy.PluginManager, channel: PluginChannel, name: str, **kwargs: Any
-) -> None:
-    """Run one plugin's lifecycle hook here and now, isolated like every hook call."""
+) -> list[Any]:
+    """Run one plugin's lifecycle hook here and now, isolated like every hook call. Returns what
+    it returned, as pluggy does (``[]`` for no implementation, ``None`` or a raised error)."""
     caller = plugin_hook(pm, channel.plugin, name)
+    results: list[Any] = []
     if caller is not None:
-        channel.call(((name, lambda arguments: caller(**arguments)),), kwargs, count=False)
+        channel.call(
+            ((name, lambda arguments: results.extend(caller(**arguments))),), kwargs, count=False
+        )
+    return results
 
 
 def wait_seconds(timeout: float) -> float:
@@ -73,11 +78,13 @@ def flush_channels(
     background hook raised."""
     deadline = time.monotonic() + wait_seconds(timeout)
     channels = list(channels)
+    lost: list[str] = []
 
     def action_for(channel: PluginChannel) -> Callable[[], None]:
         def action() -> None:
             remaining = max(0.0, deadline - time.monotonic())
-            call_lifecycle_hook(pm, channel, "callbacks_flush", timeout=remaining)
+            if False in call_lifecycle_hook(pm, channel, "callbacks_flush", timeout=remaining):
+                lost.append(channel.name)  # the plugin says it could not push everything out
 
         return action
 
@@ -94,7 +101,7 @@ def flush_channels(
         ok = done is not None and done.wait(max(0.0, deadline - time.monotonic())) and ok
     for channel in channels:
         channel.raise_pending_strict_error()
-    return ok
+    return ok and not lost
 
 
 def shutdown_channels(

@@ -318,8 +318,9 @@ class CallbackManager:
     def flush(self, timeout: float = 5.0, *, plugin: str | object | None = None) -> bool:
         """Wait until every event emitted so far has been handled (by ``plugin`` only, given by
         name or as the plugin object; a plugin that is not registered has nothing to wait for)
-        and run the plugins' ``callbacks_flush``. Returns False if ``timeout`` ran out. In
-        strict mode, raises the first error a background hook raised."""
+        and run the plugins' ``callbacks_flush``. Returns False if ``timeout`` ran out or a
+        plugin's ``callbacks_flush`` returned False (it lost something). In strict mode, raises
+        the first error a background hook raised."""
         if plugin is None:
             channels = list(self._registry.channels.values())
         else:

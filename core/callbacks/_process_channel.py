@@ -310,17 +310,18 @@ class SidecarLink:
             return None
         return request.result
 
-    def register(self, name: str, spec: tuple[str, str], section: dict[str, Any]) -> None:
+    def register(self, name: str, spec: tuple[str, str], section: dict[str, Any]) -> bool:
         """Load and configure a plugin in the sidecar; raise :class:`SidecarUnavailable` if it
-        cannot."""
+        cannot. False when its ``callbacks_configure`` returned False (it wants no events)."""
         if self._conn is None:
             self.start()
         answer = self._request("register", _REGISTER_TIMEOUT_S, name, spec, section)
         if answer is None:
             raise SidecarUnavailable("no answer to the registration")
-        if answer != "ok":
+        if answer not in ("ok", "off"):
             raise SidecarUnavailable(str(answer))
         self.plugins[name] = (spec, section)
+        return answer == "ok"
 
     def post(self, kind: str, *args: Any) -> _Done | None:
         """Queue a request behind everything queued so far and return at once; ``None`` once
@@ -602,7 +603,7 @@ def open_process_channel(registry: Registry, name: str, plugin: object) -> Proce
             link = SidecarLink(host, settings.queue_size, settings.sidecar_python)
             registry.sidecar = link  # type: ignore[attr-defined]
         section = dict(registry.config.sections.get(name.lower(), {}))
-        link.register(name, spec, section)
+        listening = link.register(name, spec, section)
     except SidecarUnavailable as error:
         logger.warning(
             "callbacks plugin %r runs in-process: the sidecar process cannot run it (%s)",
@@ -610,7 +611,9 @@ def open_process_channel(registry: Registry, name: str, plugin: object) -> Proce
             error,
         )
         return None
-    return ProcessChannel(name, plugin, link, strict=settings.strict)
+    channel = ProcessChannel(name, plugin, link, strict=settings.strict)
+    channel.listening = listening
+    return channel
 
 
 def _after_fork_in_child() -> None:

@@ -92,13 +92,14 @@ class Registry:
                     overflow=self.settings.overflow,
                     strict=self.settings.strict,
                 )
-                call_lifecycle_hook(
+                configured = call_lifecycle_hook(
                     self.pm,
                     channel,
                     "callbacks_configure",
                     settings=settings,
                     manager=self._manager,
                 )
+                channel.listening = False not in configured
             channel.settings = settings
             self.channels[name] = channel
             self.compile()
@@ -259,6 +260,8 @@ class Registry:
         channels = list(self.channels.values())
 
         def calls(channel: PluginChannel, hook_names: tuple[str, ...]) -> Calls:
+            if not channel.listening:
+                return ()
             own = impls[channel.name]
             return tuple((h, own[h].function) for h in hook_names if h in own)
 

@@ -200,7 +200,7 @@ class Sidecar:
                 manager.register(_load(spec), name)
             except Exception as error:
                 return f"{type(error).__name__}: {error}"
-            return "ok"
+            return "ok" if manager._registry.channels[name].listening else "off"
         if kind == "flush":
             name, timeout = args
             return manager.flush(timeout, plugin=name)

@@ -71,15 +71,20 @@ def callbacks_settings() -> type[BaseModel] | None:
 
 
 @hookspec
-def callbacks_configure(settings: Any, manager: CallbackManager) -> None:
+def callbacks_configure(settings: Any, manager: CallbackManager) -> bool | None:
     """Receive this plugin's validated settings (an instance of the model from
-    ``callbacks_settings``, or ``None``) and the manager, once, before any event is delivered."""
+    ``callbacks_settings``, or ``None``) and the manager, once, before any event is delivered.
+    Return ``False`` when these settings leave the plugin nothing to do (a store with no path):
+    it then gets no events and costs the application nothing, while it stays registered (its
+    commands, stats and lifecycle hooks still work)."""
 
 
 @hookspec
-def callbacks_flush(timeout: float) -> None:
+def callbacks_flush(timeout: float) -> bool | None:
     """Push out anything buffered. For a background plugin it runs on the worker, after every
-    event emitted before ``CallbackManager.flush`` was called."""
+    event emitted before ``CallbackManager.flush`` was called. Return ``False`` when something
+    could not be pushed out (an export failed, data was lost): ``CallbackManager.flush`` then
+    returns False too."""
 
 
 @hookspec

@@ -96,11 +96,15 @@ class StorePlugin:
         return StoreSettings
 
     @hookimpl
-    def callbacks_configure(self, settings: StoreSettings | None, manager: CallbackManager) -> None:
-        """Keep the settings; the database is opened on the worker, at the first commit."""
+    def callbacks_configure(
+        self, settings: StoreSettings | None, manager: CallbackManager
+    ) -> bool | None:
+        """Keep the settings; the database is opened on the worker, at the first commit. With no
+        ``path`` the store is off: it asks the host for no events, so it costs nothing."""
         if settings is not None:
             self.settings = settings
         self._manager = manager
+        return False if self.settings.path is None else None
 
     @hookimpl
     def callbacks_flush(self, timeout: float) -> None:
