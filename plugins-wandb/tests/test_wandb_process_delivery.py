@@ -68,7 +68,7 @@ def test_the_sidecar_writes_the_same_run_as_the_app(
     # The history's counters (tokens, LLM calls, events, errors per trace), row by row.
     app_rows = [_counters(r) for r in app_run.history]
     assert not _diff([_counters(r) for r in sidecar_run.history], app_rows)
-    assert sum(r.get("trace/total_tokens", 0) for r in app_rows) == 3 * 17
+    assert sum(r.get("trace/total_tokens", 0) for r in app_rows) >= 3 * 17  # usage + estimates
     app_table, sidecar_table = app_run.table("llm_calls"), sidecar_run.table("llm_calls")
     assert sidecar_table["columns"] == app_table["columns"]
     assert len(sidecar_table["data"]) == len(app_table["data"]) == 3 * 2
