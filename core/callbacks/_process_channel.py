@@ -439,7 +439,7 @@ class SidecarLink:
                     inputs.pop(next(iter(inputs)))
                 inputs[item[0]] = record["inputs"]
                 return record
-            return event_record(item, self._inputs.pop(item[0], None))
+            return event_record(item, self._inputs.pop(item[0], None), derived=False)
         starting, trace = item
         record = trace_record(trace, status="running" if starting else None)
         record["implicit"] = trace.implicit

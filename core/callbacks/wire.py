@@ -176,24 +176,32 @@ def event_start_record(start: Any) -> dict[str, Any]:
     }
 
 
-def event_record(end: Any, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+def event_record(
+    end: Any, inputs: dict[str, Any] | None = None, *, derived: bool = True
+) -> dict[str, Any]:
     """The record of one ended event, built from its end :class:`callbacks.Event` (whose
     ``start`` carries the inputs). ``inputs`` is the start payload, ``outputs`` the end payload,
     both plain; ``usage`` and ``model`` are read out for LLM and embedding events. Pass
-    ``inputs`` when the start payload was already converted (for its ``event_start`` record)."""
+    ``inputs`` when the start payload was already converted (for its ``event_start`` record);
+    ``derived=False`` leaves ``usage`` and ``model`` null (a live consumer reads the payload)."""
     start = end.start
     if inputs is None:
         inputs = plain_payload(start.payload) if start is not None else {}
     outputs = plain_payload(end.payload)
-    full = end.full_payload
-    usage = None
-    try:
-        found = usage_of(full)
-        if found is not None:
-            usage = {"prompt": found.prompt, "completion": found.completion, "total": found.total}
-        model = model_of(full)
-    except Exception:
-        model = None
+    usage = model = None
+    if derived:
+        full = end.full_payload
+        try:
+            found = usage_of(full)
+            if found is not None:
+                usage = {
+                    "prompt": found.prompt,
+                    "completion": found.completion,
+                    "total": found.total,
+                }
+            model = model_of(full)
+        except Exception:
+            model = None
     duration = end.duration_ns or 0
     return {
         "kind": "event",
