@@ -118,7 +118,8 @@ class Sidecar:
             starts[start[0]] = start
             self._deliver(start, 0)
         elif kind == "event":
-            start = self.starts.pop(record["id"], None) or self._start(record)
+            known = self.starts.pop(record["id"], None)
+            start = known if known is not None else self._start(record)
             end_ns = _mono(record["end_ns"])
             end = Event(
                 record["id"],
