@@ -300,6 +300,7 @@ def test_a_forked_child_gets_its_own_sidecar(tmp_path: Path) -> None:
         cm.shutdown(timeout=30.0)
     assert child["ok"]
     assert child["stats"]["sidecar"]["pid"] not in (parent_sidecar, None)
+    assert child["stats"]["sidecar"]["restarts"] == 0
     assert child["stats"]["delivered"] == 3 * (3 * 2 + 1)  # only the child's own events
     child_ns = [r["n"] for r in child["seen"]["seen"] if r["kind"] == "end" and r["n"] is not None]
     assert child_ns == [1, 2, 3]

@@ -149,6 +149,7 @@ class SidecarLink:
         self._acked = 0
         self._inputs: dict[str, Any] = {}
         self._gave_up = False
+        self._forked = False
         self._sender = threading.Thread(
             target=self._send_loop, name="callbacks-sidecar", daemon=True
         )
@@ -243,10 +244,13 @@ class SidecarLink:
         with self._lock:
             if self._conn is not None:
                 return True
-            if self._gave_up or self.restarts >= _MAX_RESTARTS:
+            if self._forked:
+                self._forked = False  # a forked child's first sidecar is not a restart
+            elif self._gave_up or self.restarts >= _MAX_RESTARTS:
                 self._gave_up = True
                 return False
-            self.restarts += 1
+            else:
+                self.restarts += 1
             try:
                 self._start_locked()
             except SidecarUnavailable as error:
@@ -477,9 +481,11 @@ class SidecarLink:
                 pass
             conn._handle = None  # type: ignore[attr-defined]  # never close it twice
         self.dropped = self.lost = self.restarts = 0
+        self.pid = None
         self._base_counts = {}
         self._counts = {}
         self._reset_state()
+        self._forked = True
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout: float) -> bool:
