@@ -167,8 +167,8 @@ def render(report: dict[str, Any]) -> str:
         "each configuration in a fresh process. Ratios are to the untraced app of the same run.",
         "",
         "| configuration | app CPU s | ÷ untraced | child-process CPU s | p50 ms | ÷ | p99 ms | ÷ "
-        "| spans received | dropped |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| spans received | dropped + lost | delivered per sink | events/s to flush |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for config, result in results.items():
         s = summarize(result)
@@ -176,11 +176,18 @@ def render(report: dict[str, Any]) -> str:
         def ratio(key: str, s: dict[str, float] = s) -> str:
             return f"{s[key] / base[key]:.2f}" if base and base[key] else "-"
 
-        dropped = sum((result.get("sinks", {}).get("dropped") or {}).values())
+        sinks = result.get("sinks", {})
+        dropped = sum((sinks.get("dropped") or {}).values())
+        dropped += sum((sinks.get("lost") or {}).values())
+        measured = sinks.get("measured") or {}
+        delivered = ", ".join(f"{n} {d}" for n, d in measured.items()) or "-"
+        # Events (and traces) the slowest sink handled per second, from the first measured
+        # query until the final flush returned: what the sinks sustain behind the app.
+        rate = f"{min(measured.values()) / result['wall_s']:,.0f}" if measured else "-"
         lines.append(
             f"| {config} | {s['cpu']:.2f} | {ratio('cpu')} | {s['children']:.2f} "
             f"| {s['p50'] * 1e3:.2f} | {ratio('p50')} | {s['p99'] * 1e3:.2f} | {ratio('p99')} "
-            f"| {result['spans_received']} | {dropped} |"
+            f"| {result['spans_received']} | {dropped} | {delivered} | {rate} |"
         )
     lines += [
         "",

@@ -172,6 +172,7 @@ def _configure_callbacks(
             "flushed": flushed,
             "delivered": {n: s.get("delivered") for n, s in stats.items()},
             "dropped": {n: s.get("dropped") for n, s in stats.items()},
+            "lost": {n: s.get("lost", 0) for n, s in stats.items()},
             "errors": {n: s.get("errors") for n, s in stats.items()},
             "plugin": {n: s.get("plugin") for n, s in stats.items()},
             "host": manager.host_stats(),
@@ -253,7 +254,7 @@ def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) ->
     questions = [f"What is fact {i % 12} about {_TOPICS[i % len(_TOPICS)]}?" for i in range(1000)]
     for i in range(warmup):
         engine.query(questions[i % len(questions)])
-    finish()
+    before = finish()
 
     latencies: list[float] = []
     cpu_start, children_start, wall_start = (
@@ -273,6 +274,9 @@ def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) ->
     close = sinks.pop("close", None)
     if close is not None:
         close()
+    if "delivered" in sinks:  # what the measured queries delivered, per sink
+        earlier = before.get("delivered", {})
+        sinks["measured"] = {n: d - (earlier.get(n) or 0) for n, d in sinks["delivered"].items()}
     return {
         "config": config,
         "queries": queries,
