@@ -166,8 +166,8 @@ def _record(root: Path, mode: str, host: dict[str, Any]) -> Stored:
         assert set(cm.list_plugins()) >= set(SINKS)
         generators = _pipeline(cm, with_generators=mode == "control")
         assert cm.flush(timeout=60.0)
-        run_hash = cm.get_plugin("aim").recorder.run_hash
         stats = cm.stats()
+        run_hash = stats["aim"]["plugin"]["run_hash"]  # the sink may run in the sidecar
     finally:
         cm.shutdown(timeout=60.0)
         receiver.close()

@@ -506,6 +506,7 @@ class ProcessChannel(PluginChannel):
         super().__init__(name, plugin, "inline", strict=strict)  # "inline": no worker thread here
         self.mode = "process"  # type: ignore[assignment]
         self.link = link
+        self._last_remote: dict[str, Any] = {}
         # The same bound method for every plugin of this link, so the registry queues each event
         # once for the sidecar, whatever number of its plugins hear it.
         self.enqueue = link.enqueue  # type: ignore[method-assign]
@@ -535,6 +536,8 @@ class ProcessChannel(PluginChannel):
         deadline = time.monotonic() + timeout
         stopping = getattr(self, "_stopping", None)
         ok = stopping is not None and stopping.wait(timeout)
+        if ok and isinstance(stopping.request.result, dict):
+            self._last_remote = stopping.request.result
         self.link.forget(self.name, max(0.0, deadline - time.monotonic()))
         return ok
 
@@ -569,7 +572,10 @@ class ProcessChannel(PluginChannel):
         ``"plugin"``), plus the link's: ``dropped`` (not sent), ``lost`` (sent to a sidecar that
         died first), and ``sidecar`` (pid, running, restarts)."""
         link = self.link
-        remote = (link.stats() or {}).get(self.name, {})
+        fresh = link.stats() if not self._closed else None
+        if fresh is not None and self.name in fresh:
+            self._last_remote = fresh[self.name]
+        remote: dict[str, Any] = self._last_remote  # after shutdown: as it left the sidecar
         delivered, errors = link.counts(self.name)
         out: dict[str, Any] = {}
         if "plugin" in remote:

@@ -207,10 +207,11 @@ class Sidecar:
             return manager.flush(timeout, plugin=name)
         if kind == "stats":
             return to_plain(manager.stats())
-        if kind == "unregister":
+        if kind == "unregister":  # answers the plugin's last stats, taken after its shutdown
             name, timeout = args
+            channel = manager._registry.channels.get(name)
             manager.unregister(name, timeout)
-            return True
+            return to_plain(channel.stats()) if channel is not None else {}
         if kind == "exit":
             return manager.shutdown()
         return None
