@@ -536,7 +536,7 @@ class ProcessChannel(PluginChannel):
         deadline = time.monotonic() + timeout
         stopping = getattr(self, "_stopping", None)
         ok = stopping is not None and stopping.wait(timeout)
-        if ok and isinstance(stopping.request.result, dict):
+        if ok and stopping is not None and isinstance(stopping.request.result, dict):
             self._last_remote = stopping.request.result
         self.link.forget(self.name, max(0.0, deadline - time.monotonic()))
         return ok
