@@ -79,6 +79,9 @@ def test_langchain_rag_run_is_recorded_in_aim(tmp_path: Path) -> None:
     (retrieve,) = capture.ends(EventType.RETRIEVE)
     retrieve_context = {"event_type": "retrieve"}
     assert _read(run, "text", "query", retrieve_context) == [question]
+    assert _read(run, "text", "query_event", retrieve_context) == [
+        f"trace_id={retrieve.trace_id} event_id={retrieve.id}"
+    ]
     assert _read(run, "text", "retrieved", retrieve_context) == [
         d.page_content for d in by_type["retriever"].outputs["documents"]
     ]
