@@ -28,10 +28,11 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.tools import ToolSelection
 
-__all__ = ["ScriptedLLM", "ScriptedLLMError"]
+__all__ = ["CompletionOnlyLLM", "ScriptedLLM", "ScriptedLLMError"]
 
 _WORDS = re.compile(r"\S+\s*")
 _REACT_MARKER = "Action Input:"
@@ -65,11 +66,14 @@ class ScriptedLLM(FunctionCallingLLM):
     n-th call is emitted when the conversation holds n tool results (function calling) or n
     ``Observation:`` lines (ReAct); after the last, the model answers with the last tool output.
     ``sub_questions`` is the plan a ``SubQuestionQueryEngine`` gets, as ``(question, tool)``.
+    ``chat_model=False`` makes LlamaIndex's ``predict`` use ``complete`` (a prompt string) rather
+    than ``chat``; ``report_usage=False`` leaves token counting to the tokenizers.
     """
 
     plan: list[tuple[str, dict[str, Any]]] = Field(default_factory=list)
     sub_questions: list[tuple[str, str]] = Field(default_factory=list)
     report_usage: bool = True
+    chat_model: bool = True
     fail: bool = False
     model_name: str = "scripted-1"
     _calls: int = PrivateAttr(default=0)
@@ -85,7 +89,7 @@ class ScriptedLLM(FunctionCallingLLM):
             model_name=self.model_name,
             context_window=16_384,
             num_output=256,
-            is_chat_model=True,
+            is_chat_model=self.chat_model,
             is_function_calling_model=True,
         )
 
@@ -298,3 +302,31 @@ class ScriptedLLM(FunctionCallingLLM):
             )
             for call in calls
         ]
+
+
+class CompletionOnlyLLM(CustomLLM):
+    """A completion model that implements only ``complete`` and ``stream_complete``: LlamaIndex's
+    ``CustomLLM`` then serves ``chat``, ``stream_chat``, ``astream_chat``... by calling them, so
+    one call is several overlapping LLM events, each of which LlamaIndex parents at ``root``."""
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="completion-only", is_chat_model=False)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text="Answer: " + " ".join(prompt.split()[-6:]))
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> Generator[CompletionResponse, None, None]:
+        text = "Answer: " + " ".join(prompt.split()[-6:])
+
+        def gen() -> Generator[CompletionResponse, None, None]:
+            so_far = ""
+            for part in _chunks(text):
+                so_far += part
+                yield CompletionResponse(text=so_far, delta=part)
+
+        return gen()

@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +41,6 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from .._manager import CallbackManager
 from .._process import get_manager, peek_manager
-from .._trace import Trace
 from ..events import ROOT, EventType
 
 __all__ = ["CallbacksHandler", "install", "uninstall"]
@@ -48,6 +51,65 @@ _TYPES: dict[Any, EventType] = {
     t: EventType(t.value) for t in CBEventType if t.value in EventType._value2member_map_
 }
 _EXCEPTION_KEY = LlamaEventPayload.EXCEPTION.value
+# LlamaIndex never makes these parents (its LEAF_EVENTS), so neither does the host.
+LEAF_TYPES = frozenset({EventType.LLM, EventType.EMBEDDING, EventType.CHUNKING})
+_MAX_REMEMBERED = 10_000
+
+
+class LegacyEvents:
+    """What the legacy-callback bridge knows about the host events it started: each one's host
+    parent (so a LlamaIndex ``root`` parent never becomes one of them) and the exceptions that
+    failed one (so the events they propagate through are marked too). Bounded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parent: OrderedDict[str, str | None] = OrderedDict()
+        self._leaf: set[str] = set()
+        self._failures: weakref.WeakSet[BaseException] = weakref.WeakSet()
+
+    def started(self, event_id: str, host_type: EventType, parent: str | None) -> None:
+        """Remember an event the legacy bridge started, with the host parent it was given."""
+        with self._lock:
+            self._parent[event_id] = parent
+            if host_type in LEAF_TYPES:
+                self._leaf.add(event_id)
+            while len(self._parent) > _MAX_REMEMBERED:
+                old, _ = self._parent.popitem(last=False)
+                self._leaf.discard(old)
+
+    def anchor(self, manager: CallbackManager, *, leaves_only: bool = False) -> str | None:
+        """The host parent for an event that LlamaIndex places at its root: the innermost current
+        host event that the legacy bridge did not start (with ``leaves_only``, that is not a
+        legacy leaf), ``ROOT`` when there is none in an active trace, else ``None``."""
+        current = manager.current_event_id()
+        with self._lock:
+            while current is not None and current != ROOT and current in self._parent:
+                if leaves_only and current not in self._leaf:
+                    break
+                current = self._parent[current]
+        if current is None or current == ROOT:
+            return ROOT if manager.current_trace() is not None else None
+        return current
+
+    def failed(self, error: BaseException) -> None:
+        """Remember that ``error`` failed a LlamaIndex event."""
+        try:
+            with self._lock:
+                self._failures.add(error)
+        except TypeError:  # an exception type without weak references
+            pass
+
+    def propagating(self) -> BaseException | None:
+        """The exception being handled on this thread, if it already failed a LlamaIndex event
+        (so an enclosing event ending now is one it propagated through)."""
+        error = sys.exc_info()[1]
+        if error is None:
+            return None
+        try:
+            with self._lock:
+                return error if error in self._failures else None
+        except TypeError:
+            return None
 
 
 def _plain_keys(payload: Mapping[Any, Any] | None) -> dict[str, Any] | None:
@@ -80,10 +142,11 @@ class CallbacksHandler(BaseCallbackHandler):
     ) -> None:
         super().__init__(event_starts_to_ignore or [], event_ends_to_ignore or [])
         self._manager = manager
-        # The host trace this handler opened in the current context (with the one before it),
-        # so LlamaIndex's top-level events are placed at that trace's root.
-        self._opened: contextvars.ContextVar[tuple[Trace, Any] | None] = contextvars.ContextVar(
-            f"callbacks_llama_index_trace_{id(self):x}", default=None
+        self.legacy = LegacyEvents()
+        # Per context, for each LlamaIndex trace started here: did it open (or nest in) a host
+        # trace through start_trace (True), or join an implicit one (False)?
+        self._traces: contextvars.ContextVar[tuple[bool, ...]] = contextvars.ContextVar(
+            f"callbacks_llama_index_traces_{id(self):x}", default=()
         )
 
     @property
@@ -92,16 +155,13 @@ class CallbacksHandler(BaseCallbackHandler):
         return self._manager if self._manager is not None else get_manager()
 
     def _parent_for(self, manager: CallbackManager, parent_id: str | None) -> str | None:
-        # LlamaIndex's own parent keeps the host trace map equal to LlamaIndex's (including its
-        # leaf events, which never become parents). Its "root" means "no LlamaIndex parent": at
-        # the root of a trace this handler opened, but under the caller's current host event when
-        # the LlamaIndex call runs inside a trace or event the application opened itself.
+        # LlamaIndex's own parent keeps the host trace map equal to LlamaIndex's. Its "root"
+        # means "no LlamaIndex parent": the innermost host event that is not a LlamaIndex one
+        # (the application's, or an agent/tool step from the instrumentation bridge), else the
+        # trace root. It never means the still-open LLM next to it.
         if parent_id and parent_id != BASE_TRACE_EVENT:
             return parent_id
-        opened = self._opened.get()
-        if opened is not None and opened[0] is manager.current_trace():
-            return ROOT
-        return None
+        return self.legacy.anchor(manager)
 
     def on_event_start(
         self,
@@ -116,19 +176,20 @@ class CallbacksHandler(BaseCallbackHandler):
         if host_type is None:
             return event_id
         try:
-            manager = self.manager
             plain = _plain_keys(payload)
-            event_id = manager.on_event_start(
-                host_type,
-                plain,
-                event_id=event_id or None,
-                parent_id=self._parent_for(manager, parent_id),
-            )
             if host_type is EventType.EXCEPTION:
-                # LlamaIndex only ever starts exception events; end it so it is not abandoned.
-                manager.on_event_end(
-                    host_type, None, event_id=event_id, exception=_exception_in(plain)
-                )
+                # LlamaIndex's start-only report of a failure: the failed event carries it (and
+                # each event it propagates through, see on_event_end), so no event of its own.
+                error = _exception_in(plain)
+                if error is not None:
+                    self.legacy.failed(error)
+                return event_id
+            manager = self.manager
+            parent = self._parent_for(manager, parent_id)
+            event_id = manager.on_event_start(
+                host_type, plain, event_id=event_id or None, parent_id=parent
+            )
+            self.legacy.started(event_id, host_type, parent)
         except Exception:
             logger.exception("callbacks: forwarding a LlamaIndex %s start failed", event_type)
         return event_id
@@ -140,26 +201,35 @@ class CallbacksHandler(BaseCallbackHandler):
         event_id: str = "",
         **kwargs: Any,
     ) -> None:
-        """Forward the end of a LlamaIndex event (a failed one carries its exception)."""
+        """Forward the end of a LlamaIndex event. A failed one carries its exception, and so does
+        an enclosing event ending while that exception propagates (LlamaIndex ends those without
+        it)."""
         host_type = _TYPES.get(event_type)
         if host_type is None or host_type is EventType.EXCEPTION:
             return
         try:
             plain = _plain_keys(payload)
-            self.manager.on_event_end(
-                host_type, plain, event_id=event_id or None, exception=_exception_in(plain)
-            )
+            error = _exception_in(plain)
+            if error is not None:
+                self.legacy.failed(error)
+            else:
+                error = self.legacy.propagating()
+            self.manager.on_event_end(host_type, plain, event_id=event_id or None, exception=error)
         except Exception:
             logger.exception("callbacks: forwarding a LlamaIndex %s end failed", event_type)
 
     def start_trace(self, trace_id: str | None = None) -> None:
-        """Start a host trace named after LlamaIndex's trace id (``"query"``, ``"chat"``...)."""
+        """Start a host trace named after LlamaIndex's trace id (``"query"``, ``"chat"``...), or
+        join the one running in this context (an agent run, the application's own trace)."""
         try:
             manager = self.manager
-            before = manager.current_trace()
-            trace = manager.start_trace(trace_id or "llama-index")
-            if trace is not before:
-                self._opened.set((trace, self._opened.get()))
+            current = manager.current_trace()
+            # The host's start_trace opens a trace, or nests in the application's; an implicit
+            # trace (an agent run's, a root-level event's) is joined without it.
+            opens = current is None or not current.implicit
+            if opens:
+                manager.start_trace(trace_id or "llama-index")
+            self._traces.set((*self._traces.get(), opens))
         except Exception:
             logger.exception("callbacks: starting a trace for LlamaIndex failed")
 
@@ -168,14 +238,16 @@ class CallbacksHandler(BaseCallbackHandler):
         trace_id: str | None = None,
         trace_map: dict[str, list[str]] | None = None,
     ) -> None:
-        """End the host trace. LlamaIndex's ``trace_map`` is ignored: it is shared by all
-        concurrent traces of a LlamaIndex ``CallbackManager``; the host keeps one per trace."""
+        """End the host trace (it closes once its last event ends: a stream still being read
+        keeps it open). LlamaIndex's ``trace_map`` is ignored: it is shared by all concurrent
+        traces of a LlamaIndex ``CallbackManager``; the host keeps one per trace."""
         try:
-            manager = self.manager
-            trace = manager.end_trace(trace_id)
-            opened = self._opened.get()
-            if opened is not None and opened[0] is trace and trace is not None and trace.ended:
-                self._opened.set(opened[1])
+            stack = self._traces.get()
+            if not stack:
+                return
+            self._traces.set(stack[:-1])
+            if stack[-1]:
+                self.manager.end_trace(trace_id)
         except Exception:
             logger.exception("callbacks: ending a trace for LlamaIndex failed")
 
