@@ -10,6 +10,7 @@ reports usage), not ``MockLLM``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -373,7 +374,7 @@ def test_20_concurrent_aqueries_with_an_awaiting_llm_agree(both: SimpleNamespace
     llm_events = sorted(
         (e.start.time_ns, e.time_ns) for e in both.recorder.ends(EventType.LLM) if e.start
     )
-    assert any(later[0] < earlier[1] for earlier, later in zip(llm_events, llm_events[1:]))
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(llm_events))
     traces = [t for t in both.recorder.traces if t.name == "query"]
     assert len(traces) == 20
     for trace in traces:

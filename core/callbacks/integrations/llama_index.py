@@ -33,15 +33,17 @@ try:
     from llama_index.core.callbacks.base_handler import BaseCallbackHandler
     from llama_index.core.callbacks.schema import BASE_TRACE_EVENT, CBEventType
     from llama_index.core.callbacks.schema import EventPayload as LlamaEventPayload
+    from llama_index.core.instrumentation import get_dispatcher
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "callbacks.integrations.llama_index needs llama-index-core; "
-        "install it with: pip install 'callbacks[llama-index]'"
+        "install it with: pip install 'callbacks-core[llama-index]'"
     ) from error
 
 from .._manager import CallbackManager
 from .._process import get_manager, peek_manager
 from ..events import ROOT, EventType
+from .llama_index_spans import RerankEvents, SpanBridge
 
 __all__ = ["CallbacksHandler", "install", "uninstall"]
 
@@ -143,6 +145,10 @@ class CallbacksHandler(BaseCallbackHandler):
         super().__init__(event_starts_to_ignore or [], event_ends_to_ignore or [])
         self._manager = manager
         self.legacy = LegacyEvents()
+        self.spans = SpanBridge(lambda: self.manager, self.legacy)
+        """The instrumentation-API side (agents, workflows, tools...), installed by
+        :func:`install` on LlamaIndex's root dispatcher."""
+        self.span_events = RerankEvents(self.spans)
         # Per context, for each LlamaIndex trace started here: did it open (or nest in) a host
         # trace through start_trace (True), or join an implicit one (False)?
         self._traces: contextvars.ContextVar[tuple[bool, ...]] = contextvars.ContextVar(
@@ -268,9 +274,14 @@ def _installed(handlers: list[Any], manager: CallbackManager | None) -> Callback
 
 
 def install(manager: CallbackManager | None = None) -> CallbacksHandler:
-    """Send LlamaIndex's events to ``manager`` by adding a :class:`CallbacksHandler` to
-    ``Settings.callback_manager``; returns the handler. Idempotent: a second call for the same
-    manager returns the handler already installed.
+    """Send LlamaIndex's events to ``manager``; returns the handler. Idempotent: a second call for
+    the same manager returns the handler already installed.
+
+    Both LlamaIndex reporting systems are bridged: a :class:`CallbacksHandler` is added to
+    ``Settings.callback_manager`` (queries, retrieval, synthesis, embeddings, every LLM call), and
+    its span and event handlers to LlamaIndex's root instrumentation dispatcher (workflow and agent
+    runs, their steps, tool calls, rerankers, output parsers, ingestion pipelines). Work both
+    systems report reaches the host once.
 
     ``manager=None`` means the process-wide :func:`callbacks.get_manager` (loaded now; a bad
     configuration is logged, not raised, unless ``CALLBACKS_STRICT=1``). Components built before
@@ -283,14 +294,24 @@ def install(manager: CallbackManager | None = None) -> CallbacksHandler:
     if handler is None:
         handler = CallbacksHandler(manager)
         llama_cm.add_handler(handler)
+    dispatcher = get_dispatcher()
+    if handler.spans not in dispatcher.span_handlers:
+        dispatcher.add_span_handler(handler.spans)
+    if handler.span_events not in dispatcher.event_handlers:
+        dispatcher.add_event_handler(handler.span_events)
     return handler
 
 
 def uninstall(manager: CallbackManager | None = None) -> bool:
-    """Remove the handler :func:`install` added for ``manager``; True if there was one."""
+    """Remove what :func:`install` added for ``manager``; True if there was something."""
     llama_cm = Settings.callback_manager
     handler = _installed(llama_cm.handlers, manager)
     if handler is None:
         return False
     llama_cm.remove_handler(handler)
+    dispatcher = get_dispatcher()
+    dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h is not handler.spans]
+    dispatcher.event_handlers = [
+        h for h in dispatcher.event_handlers if h is not handler.span_events
+    ]
     return True
