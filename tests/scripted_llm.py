@@ -119,6 +119,7 @@ class ScriptedLLM(FunctionCallingLLM):
 
     def _chat_reply(self, messages: Sequence[ChatMessage], tools: Any) -> ChatMessage:
         text = "\n".join(m.content or "" for m in messages)
+        conversation = "\n".join(m.content or "" for m in messages if m.role != MessageRole.SYSTEM)
         if tools:
             results = [m for m in messages if m.role == MessageRole.TOOL]
             if len(results) < len(self.plan):
@@ -134,7 +135,8 @@ class ScriptedLLM(FunctionCallingLLM):
             last = results[-1].content if results else "nothing"
             return ChatMessage(role=MessageRole.ASSISTANT, content=f"The answer is {last}.")
         if _REACT_MARKER in text:
-            observations = re.findall(r"Observation: (.*)", text)
+            # The system prompt's format example has an "Observation:" line of its own.
+            observations = re.findall(r"Observation: (.*)", conversation)
             if len(observations) < len(self.plan):
                 name, arguments = self.plan[len(observations)]
                 content = (

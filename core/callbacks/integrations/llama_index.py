@@ -121,6 +121,28 @@ def _plain_keys(payload: Mapping[Any, Any] | None) -> dict[str, Any] | None:
     return {getattr(key, "value", key): value for key, value in payload.items()}
 
 
+_RESPONSE_KEY = LlamaEventPayload.RESPONSE.value
+_COMPLETION_KEY = LlamaEventPayload.COMPLETION.value
+
+
+def _snapshot_reply(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The LLM's reply as it was when the call ended: agents edit it in place afterwards
+    (``ReActAgent`` strips "Answer:" from the message's text block), and background plugins
+    read the payload later."""
+    if not payload:
+        return payload
+    response = payload.get(_RESPONSE_KEY)
+    message = getattr(response, "message", None)
+    if message is not None and hasattr(response, "model_copy"):
+        payload[_RESPONSE_KEY] = response.model_copy(
+            update={"message": message.model_copy(deep=True)}
+        )
+    completion = payload.get(_COMPLETION_KEY)
+    if hasattr(completion, "model_copy") and hasattr(completion, "text"):
+        payload[_COMPLETION_KEY] = completion.model_copy()
+    return payload
+
+
 def _exception_in(payload: Mapping[str, Any] | None) -> BaseException | None:
     value = payload.get(_EXCEPTION_KEY) if payload else None
     return value if isinstance(value, BaseException) else None
@@ -215,6 +237,8 @@ class CallbacksHandler(BaseCallbackHandler):
             return
         try:
             plain = _plain_keys(payload)
+            if host_type is EventType.LLM:
+                plain = _snapshot_reply(plain)
             error = _exception_in(plain)
             if error is not None:
                 self.legacy.failed(error)

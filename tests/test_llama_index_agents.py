@@ -1,0 +1,273 @@
+"""Workflow agents through the bridge, against ``openinference-instrumentation-llama-index``.
+
+The instrumentor records the same agent run through LlamaIndex's instrumentation API into
+OpenTelemetry spans (in memory); the host must see the same LLM calls and the same tool calls
+(names, arguments, outputs), in one trace, with nothing abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+pytest.importorskip("openinference.instrumentation.llama_index")
+
+from llama_index.core import Settings
+from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent
+from llama_index.core.callbacks import CallbackManager as LlamaCallbackManager
+from llama_index.core.callbacks import LlamaDebugHandler
+from llama_index.core.tools import FunctionTool
+from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from scripted_llm import ScriptedLLM
+
+from callbacks import ROOT, CallbackManager, EventType, payloads
+from callbacks.integrations import llama_index as bridge
+from callbacks.testing import RecordingPlugin
+
+QUESTION = "What is (2 + 3) * 4?"
+PLAN = [("add", {"a": 2, "b": 3}), ("multiply", {"a": 5, "b": 4})]
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def divide(a: int, b: int) -> float:
+    """Divide two integers."""
+    return a / b
+
+
+TOOLS = [FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)]
+
+
+@pytest.fixture(scope="module")
+def otel() -> Iterator[InMemorySpanExporter]:
+    """openinference-instrumentation-llama-index recording into memory for this module."""
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = LlamaIndexInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    yield exporter
+    instrumentor.uninstrument()
+    provider.shutdown()
+
+
+@pytest.fixture
+def agent_run(otel: InMemorySpanExporter) -> Iterator[SimpleNamespace]:
+    saved = Settings._callback_manager
+    debug = LlamaDebugHandler(print_trace_on_end=False)
+    Settings.callback_manager = LlamaCallbackManager([debug])
+    recorder = RecordingPlugin()
+    manager = CallbackManager([recorder])
+    bridge.install(manager)
+    otel.clear()
+    yield SimpleNamespace(manager=manager, recorder=recorder, otel=otel, debug=debug)
+    bridge.uninstall(manager)
+    manager.shutdown(timeout=5.0)
+    Settings._callback_manager = saved
+
+
+def _kind(span: ReadableSpan) -> str | None:
+    return (span.attributes or {}).get("openinference.span.kind")  # type: ignore[return-value]
+
+
+def oi_llm_calls(spans: list[ReadableSpan]) -> list[dict[str, Any]]:
+    """The provider calls the instrumentor saw: LLM spans with a reported output (LlamaIndex's
+    ``_prepare_chat_with_tools`` is an LLM span too, but calls nothing)."""
+    calls = []
+    for span in sorted(spans, key=lambda s: s.start_time or 0):
+        attributes = dict(span.attributes or {})
+        if _kind(span) != "LLM" or "output.value" not in attributes:
+            continue
+        if span.name.endswith("._prepare_chat_with_tools"):
+            continue
+        output = attributes["output.value"]
+        prefix = "assistant: "
+        text = attributes.get(
+            "llm.output_messages.0.message.content",
+            output[len(prefix) :] if isinstance(output, str) and output.startswith(prefix) else "",
+        )
+        tools = []
+        i = 0
+        while f"llm.output_messages.0.message.tool_calls.{i}.tool_call.function.name" in attributes:
+            base = f"llm.output_messages.0.message.tool_calls.{i}.tool_call.function"
+            tools.append(
+                (attributes[f"{base}.name"], json.loads(str(attributes[f"{base}.arguments"])))
+            )
+            i += 1
+        calls.append({"text": text, "tool_calls": tools})
+    return calls
+
+
+def oi_tool_calls(spans: list[ReadableSpan]) -> list[dict[str, Any]]:
+    calls = []
+    for span in sorted(spans, key=lambda s: s.start_time or 0):
+        if _kind(span) != "TOOL":
+            continue
+        attributes = dict(span.attributes or {})
+        failed = span.status.status_code.name == "ERROR"
+        output = {} if failed else json.loads(str(attributes["output.value"]))
+        calls.append(
+            {
+                "name": attributes["tool.name"],
+                "description": attributes["tool.description"],
+                "arguments": json.loads(str(attributes["input.value"]))["kwargs"],
+                "output": output["blocks"][0]["text"] if output else None,
+                "error": failed or output.get("is_error", False),
+            }
+        )
+    return calls
+
+
+def host_llm_calls(recorder: RecordingPlugin) -> list[dict[str, Any]]:
+    calls = []
+    for end in recorder.ends(EventType.LLM):
+        tools = [
+            (call["function"]["name"], json.loads(call["function"]["arguments"]))
+            for call in payloads.tool_calls_of(end.payload)
+        ]
+        calls.append({"text": payloads.completion_of(end.payload) or "", "tool_calls": tools})
+    return calls
+
+
+def host_tool_calls(recorder: RecordingPlugin) -> list[dict[str, Any]]:
+    calls = []
+    for end in recorder.ends(EventType.FUNCTION_CALL):
+        tool = end.full_payload["tool"]
+        calls.append(
+            {
+                "name": tool["name"],
+                "description": tool["description"],
+                "arguments": end.full_payload["function_call"],
+                "output": (
+                    str(end.payload["function_call_response"]) if end.exception is None else None
+                ),
+                "error": end.exception is not None,
+            }
+        )
+    return calls
+
+
+def assert_same_run_as_openinference(run: SimpleNamespace, llm: ScriptedLLM) -> None:
+    assert run.manager.flush(timeout=10.0)
+    spans = list(run.otel.get_finished_spans())
+    assert spans, "the instrumentor recorded nothing"
+    # The same provider calls, with the same text and tool calls...
+    oi_llm = oi_llm_calls(spans)
+    assert len(oi_llm) == llm.calls
+    assert host_llm_calls(run.recorder) == oi_llm
+    # ...the same tool calls...
+    assert host_tool_calls(run.recorder) == oi_tool_calls(spans)
+    # ...in one trace (as the instrumentor's), with nothing abandoned and no end lost.
+    assert len({span.context.trace_id for span in spans}) == 1
+    events = run.recorder.events
+    assert len({e.trace_id for e in events}) == 1
+    (trace,) = run.recorder.traces
+    starts = {e.id: e for e in run.recorder.starts()}
+    assert set(starts) == {e.id for e in run.recorder.ends()}
+    (root,) = trace.trace_map[ROOT]
+    assert starts[root].type is EventType.AGENT_STEP
+    # Every LLM call LlamaIndex's legacy handler saw is one host event, with that id.
+    legacy_llm = [p[0].id_ for p in run.debug.get_event_pairs() if p[0].event_type.value == "llm"]
+    assert [e.id for e in run.recorder.starts(EventType.LLM)] == legacy_llm
+    # Nothing nests under an LLM call.
+    assert not [e for e in starts.values() if starts.get(e.parent_id, e).type is EventType.LLM]
+    stats = run.manager.host_stats()
+    assert (stats["abandoned"], stats["unmatched_ends"], stats["pending"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_function_agent_run_matches_openinference(agent_run: SimpleNamespace, streaming) -> None:
+    llm = ScriptedLLM(plan=PLAN)
+    agent = FunctionAgent(tools=TOOLS, llm=llm, streaming=streaming)
+
+    async def main() -> Any:
+        return await agent.run(QUESTION)
+
+    result = asyncio.run(main())
+    assert "20" in str(result)
+    assert_same_run_as_openinference(agent_run, llm)
+    assert [c["name"] for c in host_tool_calls(agent_run.recorder)] == ["add", "multiply"]
+    usage = [payloads.usage_of(e.payload) for e in agent_run.recorder.ends(EventType.LLM)]
+    assert all(u is not None and u.source == "openai" for u in usage)
+    (step,) = agent_run.recorder.ends(EventType.AGENT_STEP)
+    assert step.full_payload["query_str"] == QUESTION
+    assert "20" in payloads.text_of(step.payload["response"])
+
+
+def test_react_agent_run_matches_openinference(agent_run: SimpleNamespace) -> None:
+    llm = ScriptedLLM(plan=PLAN)
+    agent = ReActAgent(tools=TOOLS, llm=llm)
+
+    async def main() -> Any:
+        return await agent.run(QUESTION)
+
+    result = asyncio.run(main())
+    assert "20" in str(result)
+    assert_same_run_as_openinference(agent_run, llm)
+    assert [c["name"] for c in host_tool_calls(agent_run.recorder)] == ["add", "multiply"]
+
+
+def test_failing_tool_is_a_failed_function_call_and_the_agent_goes_on(
+    agent_run: SimpleNamespace,
+) -> None:
+    llm = ScriptedLLM(plan=[("divide", {"a": 1, "b": 0})])
+    agent = FunctionAgent(tools=[FunctionTool.from_defaults(divide)], llm=llm)
+
+    async def main() -> Any:
+        return await agent.run("What is 1 / 0?")
+
+    asyncio.run(main())
+    assert_same_run_as_openinference(agent_run, llm)
+    (call,) = agent_run.recorder.ends(EventType.FUNCTION_CALL)
+    assert isinstance(call.exception, ZeroDivisionError)
+    (step,) = agent_run.recorder.ends(EventType.AGENT_STEP)
+    assert step.exception is None  # the agent handled it and answered
+
+
+def test_agent_workflow_of_two_agents_is_one_trace(agent_run: SimpleNamespace) -> None:
+    llm = ScriptedLLM(plan=PLAN)
+    calculator = FunctionAgent(
+        name="calculator", description="Does arithmetic.", tools=TOOLS, llm=llm
+    )
+    workflow = AgentWorkflow(agents=[calculator], root_agent="calculator")
+
+    async def main() -> Any:
+        return await workflow.run(user_msg=QUESTION)
+
+    asyncio.run(main())
+    assert_same_run_as_openinference(agent_run, llm)
+
+
+def test_two_agent_runs_are_two_traces(agent_run: SimpleNamespace) -> None:
+    llm = ScriptedLLM(plan=PLAN)
+    agent = FunctionAgent(tools=TOOLS, llm=llm)
+
+    async def main() -> None:
+        await agent.run(QUESTION)
+        await agent.run(QUESTION)
+
+    asyncio.run(main())
+    assert agent_run.manager.flush(timeout=10.0)
+    traces = agent_run.recorder.traces
+    assert len(traces) == 2
+    for trace in traces:
+        (root,) = trace.trace_map[ROOT]
+        assert root in {e.id for e in agent_run.recorder.starts(EventType.AGENT_STEP)}
+    assert agent_run.manager.host_stats()["abandoned"] == 0
