@@ -114,6 +114,9 @@ class ScriptedLLM(FunctionCallingLLM):
             return json.dumps([{"choice": 1, "reason": "the first choice fits"}])
         if "'ANSWER: <number>'" in prompt:
             return "ANSWER: 1"
+        if "A list of documents is shown below" in prompt:  # LLMRerank
+            documents = len(re.findall(r"^Document \d+:", prompt, flags=re.MULTILINE))
+            return "\n".join(f"Doc: {n}, Relevance: {10 - n}" for n in range(documents, 0, -1))
         words = prompt.split()
         return "Answer: " + " ".join(words[-12:])
 

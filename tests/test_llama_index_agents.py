@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -271,3 +272,72 @@ def test_two_agent_runs_are_two_traces(agent_run: SimpleNamespace) -> None:
         (root,) = trace.trace_map[ROOT]
         assert root in {e.id for e in agent_run.recorder.starts(EventType.AGENT_STEP)}
     assert agent_run.manager.host_stats()["abandoned"] == 0
+
+
+def test_llm_rerank_is_a_reranking_event_with_the_nodes_openinference_saw(
+    agent_run: SimpleNamespace,
+) -> None:
+    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.postprocessor import LLMRerank
+
+    llm = ScriptedLLM(chat_model=False)
+    documents = [Document(text=f"Topic {i} is about {i} things.") for i in range(4)]
+    index = VectorStoreIndex.from_documents(documents, embed_model=MockEmbedding(embed_dim=8))
+    reranker = LLMRerank(llm=llm, top_n=2, choice_batch_size=4)
+    engine = index.as_query_engine(llm=llm, similarity_top_k=4, node_postprocessors=[reranker])
+    agent_run.otel.clear()
+    agent_run.recorder.clear()
+    response = engine.query("Which topic?")
+    assert agent_run.manager.flush(timeout=10.0)
+
+    # The instrumentor records LLMRerank as a span of its own (kind CHAIN): the nodes it
+    # returned, with their ids and scores, are the host's RERANKING output.
+    (span,) = [s for s in agent_run.otel.get_finished_spans() if s.name.startswith("LLMRerank.")]
+    oi_out = re.findall(
+        r"id_=([0-9a-f-]+)\), score=([0-9.]+)", str((span.attributes or {})["output.value"])
+    )
+    (rerank,) = agent_run.recorder.ends(EventType.RERANKING)
+    out = payloads.nodes_of(rerank.payload["nodes"])
+    assert [(n.id, str(n.score)) for n in out] == oi_out
+    assert [n.id for n in out] == [n.node.node_id for n in response.source_nodes]
+    assert len(payloads.nodes_of(rerank.start.payload["nodes"])) == 4
+    (query,) = agent_run.recorder.starts(EventType.QUERY)
+    assert rerank.parent_id == query.id
+    assert agent_run.manager.host_stats()["abandoned"] == 0
+
+
+def test_a_reranker_reporting_rerank_events_gives_its_model_and_top_n(
+    agent_run: SimpleNamespace,
+) -> None:
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    dispatcher = get_dispatcher("tests.keyword_rerank")
+
+    class KeywordRerank(BaseNodePostprocessor):
+        """The user's own reranker, reporting like LlamaIndex's reranker integrations do."""
+
+        top_n: int = 1
+
+        def _postprocess_nodes(
+            self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+        ) -> list[NodeWithScore]:
+            query = query_bundle.query_str if query_bundle else ""
+            dispatcher.event(
+                ReRankStartEvent(query=query, nodes=nodes, top_n=self.top_n, model_name="kw-1")
+            )
+            ranked = sorted(nodes, key=lambda n: -n.node.get_content().count(query))
+            dispatcher.event(ReRankEndEvent(nodes=ranked[: self.top_n]))
+            return ranked[: self.top_n]
+
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=t), score=0.5) for t in ("a b", "b b b")]
+    out = KeywordRerank(top_n=1).postprocess_nodes(nodes, query_str="b")
+    (rerank,) = agent_run.recorder.ends(EventType.RERANKING)
+    assert (rerank.payload["model_name"], rerank.payload["top_k"]) == ("kw-1", 1)
+    assert [n.id for n in payloads.nodes_of(rerank.payload["nodes"])] == [
+        n.node.node_id for n in out
+    ]
+    assert rerank.start.payload["query_str"] == "b"

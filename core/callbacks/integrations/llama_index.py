@@ -131,13 +131,13 @@ def _snapshot_reply(payload: dict[str, Any] | None) -> dict[str, Any] | None:
     read the payload later."""
     if not payload:
         return payload
-    response = payload.get(_RESPONSE_KEY)
+    response: Any = payload.get(_RESPONSE_KEY)
     message = getattr(response, "message", None)
     if message is not None and hasattr(response, "model_copy"):
         payload[_RESPONSE_KEY] = response.model_copy(
             update={"message": message.model_copy(deep=True)}
         )
-    completion = payload.get(_COMPLETION_KEY)
+    completion: Any = payload.get(_COMPLETION_KEY)
     if hasattr(completion, "model_copy") and hasattr(completion, "text"):
         payload[_COMPLETION_KEY] = completion.model_copy()
     return payload
