@@ -416,3 +416,38 @@ def test_overlapping_root_level_embeddings_stay_at_the_root(both: SimpleNamespac
     starts = assert_agrees(both, llm_calls=0)
     assert len(starts) == 2
     assert all(e.parent_id == ROOT for e in starts.values())
+
+
+# -- where the token counters differ -----------------------------------------------------------
+
+
+def test_chat_token_counts_differ_from_token_counting_handler_as_documented(
+    both: SimpleNamespace,
+) -> None:
+    """The README's example: a chat call with no reported usage. Both count each message's role,
+    content and 3 tokens of overhead; the tokens plugin adds the 3 tokens OpenAI's chat format
+    spends priming the reply. For the completion, TokenCountingHandler tokenizes
+    ``str(ChatResponse)`` ("assistant: ..."), the plugin the reply's content, which is what
+    OpenAI bills as completion tokens."""
+    from llama_index.core.utils import get_tokenizer
+
+    tokenize = get_tokenizer()  # LlamaIndex's bundled cl100k_base, as TokenCountingHandler's
+    llm = ScriptedLLM(report_usage=False)
+    response = llm.chat(MESSAGES)
+    assert both.manager.flush(timeout=10.0)
+
+    llama_prompt = sum(len(tokenize(m.role.value)) + len(tokenize(m.content)) + 3 for m in MESSAGES)
+    llama_completion = len(tokenize(str(response)))
+    openai_prompt = 3 + sum(
+        3 + len(tokenize(m.role.value)) + len(tokenize(m.content)) for m in MESSAGES
+    )
+    openai_completion = len(tokenize(response.message.content))
+    assert str(response).startswith("assistant: ")
+    assert (both.counter.prompt_llm_token_count, both.counter.completion_llm_token_count) == (
+        llama_prompt,
+        llama_completion,
+    )
+    totals = both.tokens.totals()
+    assert (totals.prompt, totals.completion) == (openai_prompt, openai_completion)
+    # The figures the README quotes for this example.
+    assert (llama_prompt, llama_completion, openai_prompt, openai_completion) == (18, 14, 21, 12)
