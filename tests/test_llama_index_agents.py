@@ -341,3 +341,22 @@ def test_a_reranker_reporting_rerank_events_gives_its_model_and_top_n(
         n.node.node_id for n in out
     ]
     assert rerank.start.payload["query_str"] == "b"
+
+
+def test_readme_agent_example_runs(otel: InMemorySpanExporter, capsys) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("An agent with two tools") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n\n")]
+    saved = Settings._callback_manager
+    Settings.callback_manager = LlamaCallbackManager([])
+    namespace: dict[str, Any] = {"my_function_calling_llm": ScriptedLLM(plan=PLAN)}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        bridge.uninstall(namespace["manager"])
+        Settings._callback_manager = saved
+    printed = capsys.readouterr().out.splitlines()
+    assert "20" in printed[0]
+    assert printed[1:] == ["add {'a': 2, 'b': 3} 5 None", "multiply {'a': 5, 'b': 4} 20 None"]
