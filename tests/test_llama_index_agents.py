@@ -360,3 +360,31 @@ def test_readme_agent_example_runs(otel: InMemorySpanExporter, capsys) -> None:
     printed = capsys.readouterr().out.splitlines()
     assert "20" in printed[0]
     assert printed[1:] == ["add {'a': 2, 'b': 3} 5 None", "multiply {'a': 5, 'b': 4} 20 None"]
+
+
+def test_ingestion_pipeline_run_is_a_chain_over_its_legacy_events(
+    agent_run: SimpleNamespace,
+) -> None:
+    from llama_index.core import Document
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import TokenTextSplitter
+
+    pipeline = IngestionPipeline(
+        transformations=[
+            TokenTextSplitter(chunk_size=64, chunk_overlap=8),
+            MockEmbedding(embed_dim=8),
+        ]
+    )
+    nodes = pipeline.run(documents=[Document(text="Some words here. " * 40)])
+    assert agent_run.manager.flush(timeout=10.0)
+    oi_runs = [s for s in agent_run.otel.get_finished_spans() if s.name == "IngestionPipeline.run"]
+    (chain,) = agent_run.recorder.ends(EventType.CHAIN)
+    assert len(oi_runs) == 1
+    assert chain.start.payload["serialized"]["name"] == "IngestionPipeline.run"
+    assert chain.payload["response"] == nodes
+    (trace,) = agent_run.recorder.traces
+    assert trace.trace_map[ROOT] == [chain.id]
+    legacy = {p[0].id_ for p in agent_run.debug.get_event_pairs()}
+    assert legacy and set(trace.trace_map[chain.id]) <= legacy
+    assert agent_run.manager.host_stats()["abandoned"] == 0
