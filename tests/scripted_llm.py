@@ -76,6 +76,9 @@ class ScriptedLLM(FunctionCallingLLM):
     chat_model: bool = True
     fail: bool = False
     model_name: str = "scripted-1"
+    stream_gate: Any = None
+    """A ``threading.Event`` a sync chat stream waits on before its last chunk, so a test decides
+    when the stream (and its LLM event) ends, e.g. after LlamaIndex ended the trace."""
     _calls: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -170,6 +173,8 @@ class ScriptedLLM(FunctionCallingLLM):
         for i, part in enumerate(parts):
             text += part
             last = i == len(parts) - 1
+            if last and self.stream_gate is not None:
+                self.stream_gate.wait(timeout=30)
             message = ChatMessage(
                 role=MessageRole.ASSISTANT,
                 content=text,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -251,6 +252,24 @@ def test_chat_engine_chat_and_stream_chat_agree(both: SimpleNamespace, mode: str
         "".join(response.response_gen)
     assert_agrees(both, llm_calls=llm.calls)
     assert llm.calls >= runs + 1
+
+
+def test_context_chat_engine_stream_ending_after_its_trace_loses_nothing(
+    both: SimpleNamespace,
+) -> None:
+    # ContextChatEngine.stream_chat reads the LLM stream on a thread of its own; the gate holds
+    # that stream until stream_chat has returned and LlamaIndex has ended the "chat" trace.
+    llm = ScriptedLLM()
+    engine = both.index.as_chat_engine(chat_mode="context", llm=llm)
+    for i in range(30):
+        gate = threading.Event()
+        llm.stream_gate = gate
+        response = engine.stream_chat(f"What is topic {i % 4} about?")
+        gate.set()
+        assert "".join(response.response_gen)
+    llm.stream_gate = None
+    assert_agrees(both, llm_calls=30)
+    assert all(e.exception is None for e in both.recorder.ends(EventType.LLM))
 
 
 def test_context_chat_engine_astream_chat_agrees(both: SimpleNamespace) -> None:
