@@ -388,3 +388,28 @@ def test_ingestion_pipeline_run_is_a_chain_over_its_legacy_events(
     legacy = {p[0].id_ for p in agent_run.debug.get_event_pairs()}
     assert legacy and set(trace.trace_map[chain.id]) <= legacy
     assert agent_run.manager.host_stats()["abandoned"] == 0
+
+
+def test_a_tool_called_inside_an_llm_call_is_not_its_child(agent_run: SimpleNamespace) -> None:
+    from llama_index.core.llms import CompletionResponse
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    tool = FunctionTool.from_defaults(add)
+
+    class ToolUsingLLM(ScriptedLLM):
+        """A provider runtime that calls a local function while it completes."""
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+            output = tool.call(a=1, b=2)
+            return CompletionResponse(text=f"1 + 2 = {output.content}")
+
+    with agent_run.manager.as_trace("app"):
+        with agent_run.manager.event(EventType.CHAIN) as step:
+            ToolUsingLLM().complete("add 1 and 2")
+    (llm,) = agent_run.recorder.starts(EventType.LLM)
+    (call,) = agent_run.recorder.starts(EventType.FUNCTION_CALL)
+    # LlamaIndex never makes an LLM event a parent; both hang off the application's step.
+    assert llm.parent_id == step.id
+    assert call.parent_id == step.id
+    assert agent_run.manager.host_stats()["abandoned"] == 0
