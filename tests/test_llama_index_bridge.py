@@ -146,6 +146,7 @@ def run() -> Iterator[SimpleNamespace]:
         handler=handler,
         index=index,
     )
+    bridge.uninstall(manager)
     Settings.callback_manager.handlers[:] = []
     manager.shutdown(timeout=2.0)
 
@@ -462,8 +463,17 @@ def test_install_is_idempotent(run: SimpleNamespace) -> None:
     handlers = Settings.callback_manager.handlers
     assert bridge.install(run.manager) is run.handler
     assert [h for h in handlers if isinstance(h, CallbacksHandler)] == [run.handler]
+    from llama_index.core.instrumentation import get_dispatcher
+
+    root = get_dispatcher()
+    assert [h for h in root.span_handlers if h is run.handler.spans] == [run.handler.spans]
+    assert [h for h in root.event_handlers if h is run.handler.span_events] == [
+        run.handler.span_events
+    ]
     assert bridge.uninstall(run.manager) is True
     assert bridge.uninstall(run.manager) is False
+    assert run.handler.spans not in root.span_handlers
+    assert run.handler.span_events not in root.event_handlers
     run.recorder.clear()
     run.index.as_query_engine().query("unheard")
     assert run.recorder.events == []
@@ -485,6 +495,7 @@ def test_install_without_a_manager_follows_the_process_manager(
         assert [e.type for e in recorder.starts()] == [EventType.LLM]
         assert [t.name for t in recorder.traces] == ["completion"]
     finally:
+        assert bridge.uninstall() is True
         Settings.callback_manager.handlers[:] = []
         callbacks.reset_manager()
 

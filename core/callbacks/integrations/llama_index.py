@@ -167,7 +167,7 @@ class CallbacksHandler(BaseCallbackHandler):
         super().__init__(event_starts_to_ignore or [], event_ends_to_ignore or [])
         self._manager = manager
         self.legacy = LegacyEvents()
-        self.spans = SpanBridge(lambda: self.manager, self.legacy)
+        self.spans = SpanBridge(lambda: self.manager, self.legacy, manager)
         """The instrumentation-API side (agents, workflows, tools...), installed by
         :func:`install` on LlamaIndex's root dispatcher."""
         self.span_events = RerankEvents(self.spans)
@@ -327,15 +327,23 @@ def install(manager: CallbackManager | None = None) -> CallbacksHandler:
 
 
 def uninstall(manager: CallbackManager | None = None) -> bool:
-    """Remove what :func:`install` added for ``manager``; True if there was something."""
+    """Remove what :func:`install` added for ``manager`` (also its instrumentation handlers
+    when the callback handler was already removed from ``Settings.callback_manager``); True if
+    there was something."""
     llama_cm = Settings.callback_manager
     handler = _installed(llama_cm.handlers, manager)
-    if handler is None:
-        return False
-    llama_cm.remove_handler(handler)
+    if handler is not None:
+        llama_cm.remove_handler(handler)
     dispatcher = get_dispatcher()
-    dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h is not handler.spans]
-    dispatcher.event_handlers = [
-        h for h in dispatcher.event_handlers if h is not handler.span_events
+    spans = [
+        h
+        for h in dispatcher.span_handlers
+        if isinstance(h, SpanBridge) and _same_target(h.target, manager)
     ]
-    return True
+    dispatcher.span_handlers = [h for h in dispatcher.span_handlers if h not in spans]
+    dispatcher.event_handlers = [
+        h
+        for h in dispatcher.event_handlers
+        if not (isinstance(h, RerankEvents) and h.spans in spans)
+    ]
+    return handler is not None or bool(spans)

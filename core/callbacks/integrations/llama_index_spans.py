@@ -117,14 +117,26 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
 
     _get_manager: Any = PrivateAttr()
     _legacy: Any = PrivateAttr()
+    _target: Any = PrivateAttr(default=None)
     _events: dict[str, _Open] = PrivateAttr(default_factory=dict)
     _workflow_runs: set[str] = PrivateAttr(default_factory=set)
     _guard: Any = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, manager: Callable[[], CallbackManager], legacy: LegacyEvents) -> None:
+    def __init__(
+        self,
+        manager: Callable[[], CallbackManager],
+        legacy: LegacyEvents,
+        target: CallbackManager | None = None,
+    ) -> None:
         super().__init__()
         self._get_manager = manager
         self._legacy = legacy
+        self._target = target
+
+    @property
+    def target(self) -> CallbackManager | None:
+        """The manager given to ``install()`` (``None``: the process-wide one)."""
+        return self._target
 
     @classmethod
     def class_name(cls) -> str:
@@ -301,6 +313,11 @@ class RerankEvents(BaseEventHandler):
     def __init__(self, spans: SpanBridge) -> None:
         super().__init__()
         self._spans = spans
+
+    @property
+    def spans(self) -> SpanBridge:
+        """The span handler whose events this handler adds to."""
+        return self._spans
 
     @classmethod
     def class_name(cls) -> str:
