@@ -115,3 +115,17 @@ def test_an_exception_handled_inside_the_trace_marks_only_the_events_it_left(rec
         EventType.SYNTHESIZE: False,
         EventType.QUERY: False,
     }
+
+
+def test_trace_wait_zero_abandons_open_events_when_the_trace_block_ends(recorder) -> None:
+    cm = CallbackManager(plugins=[recorder], config={"trace_wait": 0})
+    with cm.as_trace("q") as trace:
+        llm = cm.on_event_start(EventType.LLM)
+    assert recorder.traces == [trace]
+    (end,) = recorder.ends()
+    assert end.id == llm and isinstance(end.exception, EventAbandoned)
+    # The late end is not delivered twice; it is counted as unmatched.
+    cm.on_event_end(EventType.LLM, event_id=llm)
+    assert len(recorder.ends()) == 1
+    assert (cm.host_stats()["abandoned"], cm.host_stats()["unmatched_ends"]) == (1, 1)
+    cm.shutdown()
