@@ -69,6 +69,28 @@ _PIPELINE_METHODS = frozenset({"run", "arun"})
 _WORKFLOW_METHODS = frozenset({"run"})
 
 
+_UNDECIDED = object()
+
+
+def _kind_of(instance: Any, method: str) -> str | None:
+    """Which event a span of ``instance.method`` makes, if any."""
+    if isinstance(instance, Workflow) and method in _WORKFLOW_METHODS:
+        return "run"
+    if isinstance(instance, BaseTool) and method in _TOOL_METHODS:
+        return "tool"
+    if isinstance(instance, BaseNodePostprocessor) and method in _RERANK_METHODS:
+        return "rerank"
+    if isinstance(instance, BaseOutputParser) and method == "parse":
+        return "parser"
+    if (
+        IngestionPipeline is not None
+        and isinstance(instance, IngestionPipeline)
+        and method in _PIPELINE_METHODS
+    ):
+        return "pipeline"
+    return None
+
+
 class _Open:
     """A span this bridge made an event of."""
 
@@ -121,6 +143,7 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
     _events: dict[str, _Open] = PrivateAttr(default_factory=dict)
     _workflow_runs: set[str] = PrivateAttr(default_factory=set)
     _guard: Any = PrivateAttr(default_factory=threading.Lock)
+    _kinds: dict[tuple[type, str], Any] = PrivateAttr(default_factory=dict)
 
     def __init__(
         self,
@@ -147,35 +170,39 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
     def _classify(
         self, span_id: str, instance: Any, parent_span_id: str | None
     ) -> tuple[EventType, Callable[[dict[str, Any]], dict[str, Any]]] | None:
+        if instance is None:
+            if parent_span_id in self._workflow_runs:
+                name = _step_name(span_id)
+                return EventType.CHAIN, lambda args: {_P.SERIALIZED: {"name": name, "step": name}}
+            return None
         method = _method(span_id)
-        if isinstance(instance, Workflow) and method in _WORKFLOW_METHODS:
+        # Most spans (LLM, embedding, retriever... calls) make no event: decide once per class
+        # and method, since isinstance against LlamaIndex's ABCs is slow on this path.
+        key = (type(instance), method)
+        kind = self._kinds.get(key, _UNDECIDED)
+        if kind is _UNDECIDED:
+            kind = self._kinds[key] = _kind_of(instance, method)
+        if kind is None:
+            return None
+        if kind == "run":
             return EventType.AGENT_STEP, lambda args: self._run_payload(instance, args)
-        if instance is None and parent_span_id in self._workflow_runs:
-            name = _step_name(span_id)
-            return EventType.CHAIN, lambda args: {_P.SERIALIZED: {"name": name, "step": name}}
-        if isinstance(instance, BaseTool) and method in _TOOL_METHODS:
+        if kind == "tool":
             return EventType.FUNCTION_CALL, lambda args: self._tool_payload(instance, args)
-        if isinstance(instance, BaseNodePostprocessor) and method in _RERANK_METHODS:
+        if kind == "rerank":
             return EventType.RERANKING, lambda args: {
                 _P.QUERY_STR: _query_text(args),
                 _P.NODES: args.get("nodes"),
                 _P.SERIALIZED: {"name": type(instance).__name__},
             }
-        if isinstance(instance, BaseOutputParser) and method == "parse":
+        if kind == "parser":
             return EventType.CHAIN, lambda args: {
                 _P.SERIALIZED: {"name": f"{type(instance).__name__}.parse"},
                 _P.COMPLETION: args.get("output"),
             }
-        if (
-            IngestionPipeline is not None
-            and isinstance(instance, IngestionPipeline)
-            and method in _PIPELINE_METHODS
-        ):
-            return EventType.CHAIN, lambda args: {
-                _P.SERIALIZED: {"name": f"IngestionPipeline.{method}"},
-                _P.DOCUMENTS: args.get("documents"),
-            }
-        return None
+        return EventType.CHAIN, lambda args: {
+            _P.SERIALIZED: {"name": f"IngestionPipeline.{method}"},
+            _P.DOCUMENTS: args.get("documents"),
+        }
 
     @staticmethod
     def _run_payload(workflow: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +291,8 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
         return self._finish(id_, None, err)
 
     def _finish(self, id_: str, result: Any, error: BaseException | None) -> SimpleSpan | None:
+        if id_ not in self._events:
+            return None
         with self._guard:
             record = self._events.pop(id_, None)
             self._workflow_runs.discard(id_)
