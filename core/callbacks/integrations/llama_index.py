@@ -1,20 +1,25 @@
-"""Send LlamaIndex's callback events into ``callbacks``.
+"""Send what LlamaIndex reports into ``callbacks``.
 
-One line routes everything LlamaIndex reports through its callback system to the installed
-``callbacks`` plugins::
+One line routes everything LlamaIndex reports, through both of its reporting systems, to the
+installed ``callbacks`` plugins::
 
     import callbacks.integrations.llama_index as cb_llama
-    cb_llama.install()            # adds a CallbacksHandler to Settings.callback_manager
+    cb_llama.install()   # a CallbacksHandler on Settings.callback_manager, and its span and
+                         # event handlers on LlamaIndex's root instrumentation dispatcher
 
-or attach a handler to one LlamaIndex ``CallbackManager``::
+or attach a handler to one LlamaIndex ``CallbackManager`` (legacy callbacks only)::
 
     llama_cm.add_handler(CallbacksHandler(manager))
 
-Event types map one to one (``CBEventType`` values are :class:`callbacks.EventType` values) and
-payloads are passed on as LlamaIndex built them (``NodeWithScore``, ``ChatMessage``,
+Legacy event types map one to one (``CBEventType`` values are :class:`callbacks.EventType`
+values) and payloads are passed on as LlamaIndex built them (``NodeWithScore``, ``ChatMessage``,
 ``ChatResponse``...), keyed by the plain ``EventPayload`` strings; read them with
 :mod:`callbacks.payloads`. LlamaIndex traces become host traces, whose per-context state keeps
-concurrent ``aquery`` calls apart.
+concurrent ``aquery`` calls apart. A LlamaIndex ``root`` parent is never a LlamaIndex event on
+the host side (LlamaIndex never makes LLM, embedding or chunking events parents), and a failure
+is attached to the failed event and to each event it propagated through, instead of LlamaIndex's
+extra start-only ``exception`` event. What only the instrumentation API reports (agents,
+workflows, tools, rerankers...) comes from :mod:`callbacks.integrations.llama_index_spans`.
 """
 
 from __future__ import annotations
