@@ -470,3 +470,24 @@ def test_chat_token_counts_differ_from_token_counting_handler_as_documented(
     assert (totals.prompt, totals.completion) == (openai_prompt, openai_completion)
     # The figures the README quotes for this example.
     assert (llama_prompt, llama_completion, openai_prompt, openai_completion) == (18, 14, 21, 12)
+
+
+def test_a_fallback_query_run_while_handling_the_failure_is_not_marked_failed(
+    both: SimpleNamespace,
+) -> None:
+    failing = both.index.as_query_engine(llm=ScriptedLLM(fail=True))
+    fallback = both.index.as_query_engine()
+    try:
+        failing.query("What is topic 1 about?")
+    except ScriptedLLMError:
+        answer = fallback.query("What is topic 1 about?")  # inside the except block
+    assert answer.response
+    starts = assert_agrees(both, llm_calls=2)
+    failed = {e.id for e in both.recorder.ends() if e.exception is not None}
+    (failed_llm,) = [e.id for e in both.recorder.ends(EventType.LLM) if e.exception is not None]
+    assert failed == {failed_llm, *both.parents.ancestors(failed_llm)}
+    assert {starts[i].type for i in failed} == {
+        EventType.LLM,
+        EventType.SYNTHESIZE,
+        EventType.QUERY,
+    }

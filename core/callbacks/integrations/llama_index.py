@@ -72,7 +72,10 @@ class LegacyEvents:
         self._lock = threading.Lock()
         self._parent: OrderedDict[str, str | None] = OrderedDict()
         self._leaf: set[str] = set()
-        self._failures: weakref.WeakSet[BaseException] = weakref.WeakSet()
+        # Per exception: the events it failed or propagated through so far.
+        self._failures: weakref.WeakKeyDictionary[BaseException, set[str]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def started(self, event_id: str, host_type: EventType, parent: str | None) -> None:
         """Remember an event the legacy bridge started, with the host parent it was given."""
@@ -98,25 +101,36 @@ class LegacyEvents:
             return ROOT if manager.current_trace() is not None else None
         return current
 
-    def failed(self, error: BaseException) -> None:
-        """Remember that ``error`` failed a LlamaIndex event."""
+    def failed(self, error: BaseException, event_id: str | None) -> None:
+        """Remember that ``error`` failed ``event_id`` (or was reported inside it)."""
         try:
             with self._lock:
-                self._failures.add(error)
+                events = self._failures.setdefault(error, set())
+                if event_id:
+                    events.add(event_id)
         except TypeError:  # an exception type without weak references
             pass
 
-    def propagating(self) -> BaseException | None:
-        """The exception being handled on this thread, if it already failed a LlamaIndex event
-        (so an enclosing event ending now is one it propagated through)."""
+    def propagating(self, event_id: str | None) -> BaseException | None:
+        """The exception being handled on this thread, if it failed a child of ``event_id`` (or
+        ``event_id`` itself): the event ends because that exception propagates through it. An
+        event that merely ends inside an ``except`` block (the application's fallback) is not
+        one of them."""
         error = sys.exc_info()[1]
-        if error is None:
+        if error is None or not event_id:
             return None
         try:
             with self._lock:
-                return error if error in self._failures else None
+                events = self._failures.get(error)
+                if events is None:
+                    return None
+                parent = self._parent
+                if event_id in events or any(parent.get(e) == event_id for e in events):
+                    events.add(event_id)
+                    return error
         except TypeError:
-            return None
+            pass
+        return None
 
 
 def _plain_keys(payload: Mapping[Any, Any] | None) -> dict[str, Any] | None:
@@ -215,7 +229,8 @@ class CallbacksHandler(BaseCallbackHandler):
                 # each event it propagates through, see on_event_end), so no event of its own.
                 error = _exception_in(plain)
                 if error is not None:
-                    self.legacy.failed(error)
+                    parent = parent_id if parent_id and parent_id != BASE_TRACE_EVENT else None
+                    self.legacy.failed(error, parent)
                 return event_id
             manager = self.manager
             parent = self._parent_for(manager, parent_id)
@@ -246,9 +261,9 @@ class CallbacksHandler(BaseCallbackHandler):
                 plain = _snapshot_reply(plain)
             error = _exception_in(plain)
             if error is not None:
-                self.legacy.failed(error)
+                self.legacy.failed(error, event_id)
             else:
-                error = self.legacy.propagating()
+                error = self.legacy.propagating(event_id)
             self.manager.on_event_end(host_type, plain, event_id=event_id or None, exception=error)
         except Exception:
             logger.exception("callbacks: forwarding a LlamaIndex %s end failed", event_type)
