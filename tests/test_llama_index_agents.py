@@ -165,7 +165,9 @@ def host_tool_calls(recorder: RecordingPlugin) -> list[dict[str, Any]]:
     return calls
 
 
-def assert_same_run_as_openinference(run: SimpleNamespace, llm: ScriptedLLM) -> None:
+def assert_same_run_as_openinference(
+    run: SimpleNamespace, llm: ScriptedLLM, *, legacy: bool = True
+) -> None:
     assert run.manager.flush(timeout=10.0)
     spans = list(run.otel.get_finished_spans())
     assert spans, "the instrumentor recorded nothing"
@@ -184,9 +186,13 @@ def assert_same_run_as_openinference(run: SimpleNamespace, llm: ScriptedLLM) -> 
     assert set(starts) == {e.id for e in run.recorder.ends()}
     (root,) = trace.trace_map[ROOT]
     assert starts[root].type is EventType.AGENT_STEP
-    # Every LLM call LlamaIndex's legacy handler saw is one host event, with that id.
+    # Every LLM call LlamaIndex's legacy handler saw is one host event, with that id (an LLM
+    # whose own callback manager lacks the bridge is reported through the instrumentation API).
     legacy_llm = [p[0].id_ for p in run.debug.get_event_pairs() if p[0].event_type.value == "llm"]
-    assert [e.id for e in run.recorder.starts(EventType.LLM)] == legacy_llm
+    if legacy:
+        assert [e.id for e in run.recorder.starts(EventType.LLM)] == legacy_llm
+    else:
+        assert legacy_llm == []
     # Nothing nests under an LLM call.
     assert not [e for e in starts.values() if starts.get(e.parent_id, e).type is EventType.LLM]
     stats = run.manager.host_stats()
@@ -194,8 +200,14 @@ def assert_same_run_as_openinference(run: SimpleNamespace, llm: ScriptedLLM) -> 
 
 
 @pytest.mark.parametrize("streaming", [True, False])
-def test_function_agent_run_matches_openinference(agent_run: SimpleNamespace, streaming) -> None:
+@pytest.mark.parametrize("own_callback_manager", [False, True])
+def test_function_agent_run_matches_openinference(
+    agent_run: SimpleNamespace, streaming: bool, own_callback_manager: bool
+) -> None:
     llm = ScriptedLLM(plan=PLAN)
+    own_debug = LlamaDebugHandler(print_trace_on_end=False)
+    if own_callback_manager:  # an LLM whose callback manager the bridge is not on
+        llm.callback_manager = LlamaCallbackManager([own_debug])
     agent = FunctionAgent(tools=TOOLS, llm=llm, streaming=streaming)
 
     async def main() -> Any:
@@ -203,7 +215,9 @@ def test_function_agent_run_matches_openinference(agent_run: SimpleNamespace, st
 
     result = asyncio.run(main())
     assert "20" in str(result)
-    assert_same_run_as_openinference(agent_run, llm)
+    assert_same_run_as_openinference(agent_run, llm, legacy=not own_callback_manager)
+    if own_callback_manager:  # LlamaIndex reported the calls, to a manager without the bridge
+        assert len(own_debug.get_llm_inputs_outputs()) == llm.calls
     assert [c["name"] for c in host_tool_calls(agent_run.recorder)] == ["add", "multiply"]
     usage = [payloads.usage_of(e.payload) for e in agent_run.recorder.ends(EventType.LLM)]
     assert all(u is not None and u.source == "openai" for u in usage)

@@ -186,7 +186,15 @@ class CallbacksHandler(BaseCallbackHandler):
         super().__init__(event_starts_to_ignore or [], event_ends_to_ignore or [])
         self._manager = manager
         self.legacy = LegacyEvents()
-        self.spans = SpanBridge(lambda: self.manager, self.legacy, manager)
+        self.spans = SpanBridge(
+            lambda: self.manager,
+            self.legacy,
+            manager,
+            lambda llama_cm: (
+                llama_cm is not None
+                and _installed(list(getattr(llama_cm, "handlers", [])), manager) is not None
+            ),
+        )
         """The instrumentation-API side (agents, workflows, tools...), installed by
         :func:`install` on LlamaIndex's root dispatcher."""
         self.span_events = RerankEvents(self.spans)

@@ -17,6 +17,8 @@ a step of a workflow                   ``CHAIN``
 ``BaseNodePostprocessor`` methods      ``RERANKING`` (query, nodes in and out, model)
 ``BaseOutputParser.parse``             ``CHAIN``
 ``IngestionPipeline.run/arun``         ``CHAIN``
+an LLM call, only when the LLM's own   ``LLM`` (ended by LlamaIndex's ``LLM*EndEvent``)
+callback manager lacks the bridge
 =====================================  ==================================================
 
 Spans of work the legacy system already reports (LLM, embedding, retriever, query engine,
@@ -33,8 +35,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from llama_index.core.base.llms.base import BaseLLM
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.exception import ExceptionEvent
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.instrumentation.span import SimpleSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
@@ -67,6 +72,18 @@ _TOOL_METHODS = frozenset({"call", "acall", "__call__"})
 _RERANK_METHODS = frozenset({"postprocess_nodes", "_postprocess_nodes", "apostprocess_nodes"})
 _PIPELINE_METHODS = frozenset({"run", "arun"})
 _WORKFLOW_METHODS = frozenset({"run"})
+_LLM_METHODS = frozenset(
+    {
+        "chat",
+        "achat",
+        "stream_chat",
+        "astream_chat",
+        "complete",
+        "acomplete",
+        "stream_complete",
+        "astream_complete",
+    }
+)
 
 
 _UNDECIDED = object()
@@ -76,6 +93,8 @@ def _kind_of(instance: Any, method: str) -> str | None:
     """Which event a span of ``instance.method`` makes, if any."""
     if isinstance(instance, Workflow) and method in _WORKFLOW_METHODS:
         return "run"
+    if isinstance(instance, BaseLLM) and method in _LLM_METHODS:
+        return "llm"
     if isinstance(instance, BaseTool) and method in _TOOL_METHODS:
         return "tool"
     if isinstance(instance, BaseNodePostprocessor) and method in _RERANK_METHODS:
@@ -89,6 +108,19 @@ def _kind_of(instance: Any, method: str) -> str | None:
     ):
         return "pipeline"
     return None
+
+
+def _llm_payload(llm: Any, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if "chat" in method:
+        payload[_P.MESSAGES] = args.get("messages")
+    else:
+        payload[_P.PROMPT] = args.get("prompt")
+    try:
+        payload[_P.SERIALIZED] = {"model": llm.metadata.model_name, "class": type(llm).__name__}
+    except Exception:  # an LLM whose metadata raises
+        payload[_P.SERIALIZED] = {"class": type(llm).__name__}
+    return payload
 
 
 class _Open:
@@ -140,6 +172,7 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
     _get_manager: Any = PrivateAttr()
     _legacy: Any = PrivateAttr()
     _target: Any = PrivateAttr(default=None)
+    _legacy_sees: Any = PrivateAttr()
     _events: dict[str, _Open] = PrivateAttr(default_factory=dict)
     _workflow_runs: set[str] = PrivateAttr(default_factory=set)
     _guard: Any = PrivateAttr(default_factory=threading.Lock)
@@ -150,11 +183,13 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
         manager: Callable[[], CallbackManager],
         legacy: LegacyEvents,
         target: CallbackManager | None = None,
+        legacy_sees: Callable[[Any], bool] = lambda callback_manager: False,
     ) -> None:
         super().__init__()
         self._get_manager = manager
         self._legacy = legacy
         self._target = target
+        self._legacy_sees = legacy_sees
 
     @property
     def target(self) -> CallbackManager | None:
@@ -184,6 +219,13 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
             kind = self._kinds[key] = _kind_of(instance, method)
         if kind is None:
             return None
+        if kind == "llm":
+            # The callback manager reports LLM calls (with the ids LlamaIndex's own handlers
+            # see): an event is made here only for an LLM whose callback manager lacks the
+            # bridge, so no call reaches the host twice.
+            if self._legacy_sees(getattr(instance, "callback_manager", None)):
+                return None
+            return EventType.LLM, lambda args: _llm_payload(instance, method, args)
         if kind == "run":
             return EventType.AGENT_STEP, lambda args: self._run_payload(instance, args)
         if kind == "tool":
@@ -254,11 +296,12 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
             if parent is not None and parent.instance is instance and instance is not None:
                 return None  # the same tool/reranker calling its own inner method
             manager = self._get_manager()
+            parent = self._legacy.anchor(manager, leaves_only=True)
             event_id = manager.on_event_start(
-                event_type,
-                payload_of(_arguments(bound_args)),
-                parent_id=self._legacy.anchor(manager, leaves_only=True),
+                event_type, payload_of(_arguments(bound_args)), parent_id=parent
             )
+            if event_type is EventType.LLM:
+                self._legacy.started(event_id, event_type, parent)  # a leaf: never a parent
             with self._guard:
                 self._events[id_] = _Open(event_id, event_type, instance)
                 if event_type is EventType.AGENT_STEP:
@@ -291,8 +334,12 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
         return self._finish(id_, None, err)
 
     def _finish(self, id_: str, result: Any, error: BaseException | None) -> SimpleSpan | None:
-        if id_ not in self._events:
+        record = self._events.get(id_)
+        if record is None:
             return None
+        if record.event_type is EventType.LLM and error is None:
+            # Its end comes with LlamaIndex's LLM*EndEvent (for a stream, once it is read).
+            return self.open_spans.get(id_)
         with self._guard:
             record = self._events.pop(id_, None)
             self._workflow_runs.discard(id_)
@@ -325,6 +372,20 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
             return {_P.RESPONSE: getattr(result, "response", result)}
         return {_P.RESPONSE: result}
 
+    def end_llm(
+        self, span_id: str | None, payload: dict[str, Any], error: BaseException | None
+    ) -> None:
+        """End the LLM event made for ``span_id`` (from LlamaIndex's end or exception event)."""
+        record = self._events.get(span_id) if span_id else None
+        if record is None or record.event_type is not EventType.LLM:
+            return
+        with self._guard:
+            if self._events.pop(span_id, None) is None:  # type: ignore[arg-type]
+                return
+        self._get_manager().on_event_end(
+            EventType.LLM, payload or None, event_id=record.event_id, exception=error
+        )
+
     def add_to_end(self, span_id: str | None, payload: Mapping[str, Any]) -> None:
         """Add to the end payload of the event made for ``span_id`` (from instrumentation
         events reported inside it)."""
@@ -333,9 +394,18 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
             record.end.update(payload)
 
 
+def _snapshot(response: Any) -> Any:
+    """The reply as it is now (agents edit it in place later)."""
+    message = getattr(response, "message", None)
+    if message is not None and hasattr(response, "model_copy"):
+        return response.model_copy(update={"message": message.model_copy(deep=True)})
+    return response.model_copy() if hasattr(response, "model_copy") else response
+
+
 class RerankEvents(BaseEventHandler):
     """A LlamaIndex event handler that adds what rerank events tell (model, top_n) to the
-    ``RERANKING`` event of the span they are reported in."""
+    ``RERANKING`` event of the span they are reported in, and ends the LLM events made from
+    spans (for LLMs whose callback manager lacks the bridge) with their reply."""
 
     _spans: Any = PrivateAttr()
 
@@ -361,5 +431,19 @@ class RerankEvents(BaseEventHandler):
                 )
             elif isinstance(event, ReRankEndEvent):
                 self._spans.add_to_end(event.span_id, {_P.NODES: event.nodes})
+            elif isinstance(event, LLMChatEndEvent):
+                self._spans.end_llm(
+                    event.span_id,
+                    {_P.MESSAGES: event.messages, _P.RESPONSE: _snapshot(event.response)},
+                    None,
+                )
+            elif isinstance(event, LLMCompletionEndEvent):
+                self._spans.end_llm(
+                    event.span_id,
+                    {_P.PROMPT: event.prompt, _P.COMPLETION: _snapshot(event.response)},
+                    None,
+                )
+            elif isinstance(event, ExceptionEvent):
+                self._spans.end_llm(event.span_id, {}, event.exception)
         except Exception:
             logger.exception("callbacks: reading a LlamaIndex %s failed", type(event).__name__)
