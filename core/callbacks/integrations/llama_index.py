@@ -48,7 +48,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from .._manager import CallbackManager
 from .._process import get_manager, peek_manager
 from ..events import ROOT, EventType
-from .llama_index_spans import RerankEvents, SpanBridge
+from .llama_index_spans import RerankEvents, SpanBridge, snapshot_reply
 
 __all__ = ["CallbacksHandler", "install", "uninstall"]
 
@@ -145,20 +145,11 @@ _COMPLETION_KEY = LlamaEventPayload.COMPLETION.value
 
 
 def _snapshot_reply(payload: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The LLM's reply as it was when the call ended: agents edit it in place afterwards
-    (``ReActAgent`` strips "Answer:" from the message's text block), and background plugins
-    read the payload later."""
-    if not payload:
-        return payload
-    response: Any = payload.get(_RESPONSE_KEY)
-    message = getattr(response, "message", None)
-    if message is not None and hasattr(response, "model_copy"):
-        payload[_RESPONSE_KEY] = response.model_copy(
-            update={"message": message.model_copy(deep=True)}
-        )
-    completion: Any = payload.get(_COMPLETION_KEY)
-    if hasattr(completion, "model_copy") and hasattr(completion, "text"):
-        payload[_COMPLETION_KEY] = completion.model_copy()
+    """The LLM end payload with the reply as it was when the call ended."""
+    if payload:
+        for key in (_RESPONSE_KEY, _COMPLETION_KEY):
+            if payload.get(key) is not None:
+                payload[key] = snapshot_reply(payload[key])
     return payload
 
 

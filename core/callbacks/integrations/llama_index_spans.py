@@ -63,7 +63,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installed version
     IngestionPipeline = None  # type: ignore[assignment,misc]
 
-__all__ = ["SpanBridge", "RerankEvents"]
+__all__ = ["RerankEvents", "SpanBridge", "snapshot_reply"]
 
 logger = logging.getLogger(__name__)
 
@@ -394,8 +394,10 @@ class SpanBridge(BaseSpanHandler[SimpleSpan]):
             record.end.update(payload)
 
 
-def _snapshot(response: Any) -> Any:
-    """The reply as it is now (agents edit it in place later)."""
+def snapshot_reply(response: Any) -> Any:
+    """An LLM reply (``ChatResponse`` or ``CompletionResponse``) as it is now: agents edit it in
+    place after the call (``ReActAgent`` strips "Answer:" from the message's text block), and
+    background plugins read the payload later."""
     message = getattr(response, "message", None)
     if message is not None and hasattr(response, "model_copy"):
         return response.model_copy(update={"message": message.model_copy(deep=True)})
@@ -434,13 +436,13 @@ class RerankEvents(BaseEventHandler):
             elif isinstance(event, LLMChatEndEvent):
                 self._spans.end_llm(
                     event.span_id,
-                    {_P.MESSAGES: event.messages, _P.RESPONSE: _snapshot(event.response)},
+                    {_P.MESSAGES: event.messages, _P.RESPONSE: snapshot_reply(event.response)},
                     None,
                 )
             elif isinstance(event, LLMCompletionEndEvent):
                 self._spans.end_llm(
                     event.span_id,
-                    {_P.PROMPT: event.prompt, _P.COMPLETION: _snapshot(event.response)},
+                    {_P.PROMPT: event.prompt, _P.COMPLETION: snapshot_reply(event.response)},
                     None,
                 )
             elif isinstance(event, ExceptionEvent):
