@@ -289,7 +289,17 @@ def test_the_host_knows_no_plugin_by_name() -> None:
 
 def test_internal_modules_are_private_and_the_api_comes_from_the_package() -> None:
     public = {p.stem for p in CORE.glob("*.py") if not p.stem.startswith("_")}
-    assert public == {"events", "hookspecs", "payloads", "testing", "wire"}
+    assert public == {
+        "collect",
+        "encodings",
+        "events",
+        "hookspecs",
+        "kinds",
+        "payloads",
+        "testing",
+        "tokencount",
+        "wire",
+    }
     for name in callbacks.__all__:
         assert getattr(callbacks, name) is not None
 

@@ -64,6 +64,12 @@ class HostSettings(BaseModel):
         "drop_newest", description="What a full queue drops (always counted)."
     )
     shutdown_timeout: float = Field(5.0, ge=0, description="Seconds shutdown waits for plugins.")
+    trace_wait: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds an ended trace waits for its open events' late ends (streams, "
+        "other threads) before abandoning them; 0 abandons them at once.",
+    )
     strict: bool = Field(
         False, description="Raise configuration and plugin errors instead of logging them."
     )

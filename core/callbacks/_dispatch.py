@@ -91,6 +91,7 @@ class Dispatcher:
     __slots__ = (
         "counts",
         "frame",
+        "lock",
         "masking",
         "pending",
         "policy",
@@ -99,6 +100,7 @@ class Dispatcher:
         "strict",
         "trace_routes",
         "traces",
+        "waiting",
     )
 
     def __init__(self, settings: HostSettings) -> None:
@@ -122,6 +124,11 @@ class Dispatcher:
         self.pending: dict[str, tuple[Any, Any, Event | None, TraceState]] = {}
         """Events of the start/end API awaiting their end:
         ``{id: (scope, previous frame, start event, trace)}``."""
+        self.waiting: dict[TraceState, None] = {}
+        """Traces asked to end while some of their events were open, oldest first."""
+        # Reentrant: ending a trace delivers to inline plugins, whose hooks may start and end
+        # traces of their own.
+        self.lock = threading.RLock()
         # itertools.count increments atomically under the GIL, so these stay exact across threads.
         self.counts = {
             name: itertools.count()
@@ -272,6 +279,51 @@ class Dispatcher:
         self.close_trace(state)
 
     def close_trace(self, state: TraceState) -> None:
+        """End the trace once its last open event has ended.
+
+        A trace asked to end while events are still open (a stream the consumer is still
+        reading, an end coming from another thread) waits for them: their ends are delivered in
+        that trace, and the last one ends it (:meth:`event_ended`). A waiting trace is still an
+        open trace for the host's stale rules (:meth:`retire`); it also goes stale, and ends
+        with its open events abandoned, when it has waited the ``trace_wait`` setting's seconds
+        (checked whenever a trace is asked to end), and at shutdown (:meth:`close_stale`).
+        """
+        with self.lock:
+            if state.ended:
+                return
+            if state.open:
+                if state.closing_since is None:
+                    state.closing_since = _monotonic_ns()
+                    self.waiting[state] = None
+                self._close_stale(everything=False)
+                if state.open:
+                    return
+            self.waiting.pop(state, None)
+            self._end_trace(state)
+
+    def event_ended(self, state: TraceState) -> None:
+        """After an event of a waiting trace ended: end the trace if that was its last."""
+        if not state.open:
+            self.close_trace(state)
+
+    def close_stale(self) -> None:
+        """End every waiting trace now, abandoning its open events (at shutdown)."""
+        with self.lock:
+            self._close_stale(everything=True)
+
+    def _close_stale(self, everything: bool) -> None:
+        now = _monotonic_ns()
+        wait_ns = int(self.settings.trace_wait * 1e9)
+        waiting = self.waiting
+        while waiting:
+            oldest = next(iter(waiting))
+            since = oldest.closing_since or now
+            if not (everything or now - since >= wait_ns):
+                return
+            del waiting[oldest]
+            self._end_trace(oldest)
+
+    def _end_trace(self, state: TraceState) -> None:
         """Abandon the trace's unfinished events, end it, and deliver ``on_trace_end``."""
         if state.ended:
             return
@@ -293,6 +345,8 @@ class Dispatcher:
             state.close(now)
         self.traces.clear()
         self.pending.clear()
+        self.waiting.clear()
+        self.lock = threading.RLock()
 
     def current(self) -> tuple[TraceState, str] | None:
         """The running trace and the current parent id in this context, if a trace runs."""

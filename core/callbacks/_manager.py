@@ -333,6 +333,8 @@ class CallbackManager:
         ``shutdown_timeout`` setting). Warns about drops, errors and stuck plugins. Idempotent;
         events after shutdown are ignored. Returns False if some plugin did not finish."""
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        if not self._registry.closed:
+            self._dispatcher.close_stale()  # traces still waiting for a late end
         channels = self._registry.close()
         if not channels:
             # Shut down already, or being shut down right now by another caller (the exit hook

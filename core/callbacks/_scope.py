@@ -242,6 +242,8 @@ class EventScope:
             if self._implicit:
                 self._implicit = False
                 dispatcher.close_trace(state)
+            elif state.closing_since is not None:
+                dispatcher.event_ended(state)
         except Exception:
             if dispatcher.strict:
                 raise

@@ -169,6 +169,7 @@ class TraceState:
     """
 
     __slots__ = (
+        "closing_since",
         "durations",
         "ended",
         "id",
@@ -198,6 +199,8 @@ class TraceState:
         """Who opened it with ``start_trace`` (see ``_owner``); ``None`` otherwise."""
         self.started = 0
         """Events started in it (past ``MAX_EVENTS_PER_TRACE`` the trace is retired)."""
+        self.closing_since: int | None = None
+        """When the trace was asked to end while events were still open (it waits for them)."""
 
     def close(self, now_ns: int) -> bool:
         """Mark the trace ended at ``now_ns``; False if it had already ended."""

@@ -107,7 +107,8 @@ def test_sequences_stay_a_bounded_set_over_many_events(tmp_path: Path) -> None:
 
 def test_handled_exception_event_and_failures_up_the_chain_are_recorded(tmp_path: Path) -> None:
     plugin = AimPlugin()
-    cm = CallbackManager(plugins=[plugin], config={"aim": {"repo": str(tmp_path)}})
+    # trace_wait 0: the start-only exception event is abandoned when its trace block ends.
+    cm = CallbackManager(plugins=[plugin], config={"aim": {"repo": str(tmp_path)}, "trace_wait": 0})
     with cm.as_trace("handled"), cm.event(EventType.QUERY, {P.QUERY_STR: "q"}) as query:
         cm.on_event_start(EventType.EXCEPTION, {P.EXCEPTION: KeyError("missing doc")})
         query.on_end({P.RESPONSE: "answered anyway"})

@@ -61,24 +61,27 @@ def test_langchain_rag_run_is_recorded_in_aim(tmp_path: Path) -> None:
     by_type = {r.run_type: r for r in walk([root])}
     ((model, figures),) = usage.usage_metadata.items()
     (llm,) = capture.ends(EventType.LLM)
-    llm_context = {"event_type": "llm", "trace_id": llm.trace_id, "event_id": llm.id}
+    # Contexts are a bounded set (type, model); the ids ride along as <name>_event texts.
+    llm_context = {"event_type": "llm"}
     prefixes = {"System: ": "system: ", "Human: ": "user: "}
     expected_prompt = by_type["llm"].inputs["prompts"][0]
     for theirs, ours in prefixes.items():
         expected_prompt = expected_prompt.replace(theirs, ours)
     assert _read(run, "text", "prompt", {**llm_context, "model": model}) == [expected_prompt]
     assert _read(run, "text", "response", {**llm_context, "model": model}) == [answer]
-    metric_context = {"event_type": "llm", "model": model}
+    assert _read(run, "text", "prompt_event", {**llm_context, "model": model}) == [
+        f"trace_id={llm.trace_id} event_id={llm.id}"
+    ]
+    metric_context = {"event_type": "llm", "model": model, "token_source": "provider"}
     assert _read(run, "metric", "prompt_tokens", metric_context) == [figures["input_tokens"]]
     assert _read(run, "metric", "completion_tokens", metric_context) == [figures["output_tokens"]]
 
     (retrieve,) = capture.ends(EventType.RETRIEVE)
-    retrieve_context = {
-        "event_type": "retrieve",
-        "trace_id": retrieve.trace_id,
-        "event_id": retrieve.id,
-    }
+    retrieve_context = {"event_type": "retrieve"}
     assert _read(run, "text", "query", retrieve_context) == [question]
+    assert _read(run, "text", "query_event", retrieve_context) == [
+        f"trace_id={retrieve.trace_id} event_id={retrieve.id}"
+    ]
     assert _read(run, "text", "retrieved", retrieve_context) == [
         d.page_content for d in by_type["retriever"].outputs["documents"]
     ]

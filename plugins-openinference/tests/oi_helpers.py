@@ -195,7 +195,8 @@ def memory_manager(*extra_plugins: object, **config: Any) -> CallbackManager:
     """A manager with the OpenInference plugin exporting to memory (plus ``extra_plugins``)."""
     return CallbackManager(
         plugins=[OpenInferencePlugin(), *extra_plugins],
-        config={"openinference": {"exporter": "memory", **config}},
+        # trace_wait 0: the pipeline's never-ended event is abandoned when its trace block ends.
+        config={"openinference": {"exporter": "memory", **config}, "trace_wait": 0},
     )
 
 

@@ -17,7 +17,10 @@ from callbacks_openinference import OpenInferencePlugin
 def _otlp_manager(endpoint: str, **config: object) -> CallbackManager:
     return CallbackManager(
         plugins=[OpenInferencePlugin()],
-        config={"openinference": {"exporter": "otlp", "endpoint": endpoint, **config}},
+        config={
+            "openinference": {"exporter": "otlp", "endpoint": endpoint, **config},
+            "trace_wait": 0,  # the pipeline's never-ended event is abandoned at its trace end
+        },
     )
 
 

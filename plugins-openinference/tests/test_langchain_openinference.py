@@ -74,7 +74,8 @@ def _same_tree(spans: list[Any], roots: list[Any]) -> dict[str, Any]:
     """Spans and runs pair up one to one, parent for parent and kind for kind; returns
     ``{run id: span}``."""
     lc_runs = list(walk(roots))
-    assert len(spans) == len(lc_runs) + 1  # the trace's own root span above the runs
+    # A trace with one top-level event (the root run) has that event's span as its root.
+    assert len(spans) == len(lc_runs)
     # Spans are matched to runs by start order within each parent, as both sides start them.
     by_parent: dict[bytes, list[Any]] = {}
     for span in sorted(spans, key=lambda s: s.start_time_unix_nano):
@@ -90,10 +91,8 @@ def _same_tree(spans: list[Any], roots: list[Any]) -> dict[str, Any]:
         for child, child_span in zip(children, child_spans, strict=True):
             pair(child, child_span)
 
-    (trace_span,) = by_parent[b""]
+    (root_span,) = by_parent[b""]
     (root,) = roots
-    assert trace_span.name == root.name
-    (root_span,) = by_parent[trace_span.span_id]
     pair(root, root_span)
     return matched
 

@@ -102,7 +102,8 @@ def pipeline(module_wandb_offline: Path) -> Pipeline:
             "run_name": "pipeline",
             "tags": ["t1", "t2"],
             "api_key": API_KEY,
-        }
+        },
+        "trace_wait": 0,  # the never-ended event is abandoned when its trace block ends
     }
     cm = CallbackManager(plugins=[WandbPlugin()], config=config)
     ids: dict[str, str] = {}

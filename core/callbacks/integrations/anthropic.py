@@ -27,7 +27,6 @@ Payloads (plain keys, read them with :mod:`callbacks.payloads`):
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from typing import Any
@@ -231,11 +230,6 @@ def instrument(manager: CallbackManager | None = None) -> None:
     """Report every Anthropic SDK request to ``manager`` (``None``: the process-wide
     :func:`callbacks.get_manager`, resolved at each request). Idempotent: a second call only
     changes the manager. Raises ``ImportError`` when ``anthropic`` is not installed."""
-    if importlib.util.find_spec("anthropic") is None:
-        raise ImportError(
-            "callbacks.integrations.anthropic needs the anthropic SDK; "
-            "install it with: pip install 'callbacks-core[anthropic]'"
-        )
     _instrumentor.instrument(manager)
 
 

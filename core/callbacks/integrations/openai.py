@@ -27,7 +27,6 @@ reported, such as LlamaIndex's or LangChain's OpenAI model, is not reported a se
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from typing import Any
 
@@ -347,11 +346,6 @@ def instrument(manager: CallbackManager | None = None) -> None:
     """Report every OpenAI SDK request to ``manager`` (``None``: the process-wide
     :func:`callbacks.get_manager`, resolved at each request). Idempotent: a second call only
     changes the manager. Raises ``ImportError`` when ``openai`` is not installed."""
-    if importlib.util.find_spec("openai") is None:
-        raise ImportError(
-            "callbacks.integrations.openai needs the openai SDK; "
-            "install it with: pip install 'callbacks-core[openai]'"
-        )
     _instrumentor.instrument(manager)
 
 

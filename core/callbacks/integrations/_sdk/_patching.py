@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,13 @@ class Instrumentor:
         self, manager: CallbackManager | None = None, *, guard_on: CallbackManager | None = None
     ) -> None:
         """Patch the SDK so every request reports to ``manager`` (``None``: the process-wide
-        manager, resolved at each request). Idempotent; a second call only changes the manager."""
+        manager, resolved at each request). Idempotent; a second call only changes the manager.
+        Raises ``ImportError`` when the SDK is not installed."""
+        if importlib.util.find_spec(self.sdk) is None:
+            raise ImportError(
+                f"callbacks.integrations.{self.sdk} needs the {self.sdk} SDK; "
+                f"install it with: pip install 'callbacks-core[{self.sdk}]'"
+            )
         with self._lock:
             self._manager = manager
             target = manager or guard_on
