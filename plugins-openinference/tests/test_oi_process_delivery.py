@@ -25,6 +25,7 @@ def _export(receiver: OTLPReceiver, delivery: str) -> tuple[str, list[Any], dict
         config={
             "openinference": {"exporter": "otlp", "endpoint": receiver.url},
             "delivery": {"openinference": delivery},
+            "trace_wait": 0,  # the pipeline's never-ended event is abandoned at its trace end
         },
     )
     try:
