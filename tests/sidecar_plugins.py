@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ def _announce_blocked(out: str) -> None:
 class SidecarSettings(BaseModel):
     out: str
     tag: str = "default"
+    shutdown_s: float = 0.0
+    """How long the shutdown hook works before writing (a slow sink finishing its run)."""
 
 
 class SidecarRecorder:
@@ -101,6 +104,8 @@ class SidecarRecorder:
 
     @hookimpl
     def callbacks_shutdown(self, timeout: float) -> None:
+        assert self.settings is not None
+        time.sleep(self.settings.shutdown_s)  # the work itself, not a synchronisation
         self._write("shutdown")
 
     def callbacks_stats(self) -> dict[str, Any]:

@@ -234,7 +234,9 @@ import os, sys
 sys.path.insert(0, {tests!r})
 from sidecar_plugins import SidecarRecorder
 from callbacks import CallbackManager, EventType
-cm = CallbackManager(plugins=[SidecarRecorder], config={{"recorder": {{"out": {out!r}}}}})
+cm = CallbackManager(
+    plugins=[SidecarRecorder], config={{"recorder": {{"out": {out!r}, "shutdown_s": {slow}}}}}
+)
 for i in range({n}):
     with cm.as_trace("t"):
         with cm.event(EventType.CHAIN, {{"n": i}}):
@@ -245,10 +247,12 @@ print(cm.stats()["recorder"]["sidecar"]["pid"], flush=True)
 
 
 def _run_script(
-    tmp_path: Path, n: int, ending: str
+    tmp_path: Path, n: int, ending: str, slow: float = 0.0
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path / "out.json"
-    script = _SCRIPT.format(tests=str(TESTS), out=str(out), n=n, ending=textwrap.dedent(ending))
+    script = _SCRIPT.format(
+        tests=str(TESTS), out=str(out), n=n, ending=textwrap.dedent(ending), slow=slow
+    )
     completed = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
@@ -326,7 +330,7 @@ def test_cli_plugins_shows_which_plugins_run_in_the_sidecar(tmp_path: Path) -> N
 def test_sigterm_flushes_the_sidecar(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     ending = 'print("ready", flush=True)\nimport signal\nsignal.pause()\n'
-    script = _SCRIPT.format(tests=str(TESTS), out=str(out), n=300, ending=ending)
+    script = _SCRIPT.format(tests=str(TESTS), out=str(out), n=300, ending=ending, slow=0.0)
     proc = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -359,3 +363,18 @@ def test_the_sidecar_shuts_its_plugins_down_when_the_app_is_killed(tmp_path: Pat
     seen = json.loads(out.read_text())
     assert seen["why"] == "shutdown" and seen["pid"] == sidecar_pid
     assert [r["n"] for r in seen["seen"] if r["kind"] == "end"] == list(range(50))
+
+
+def test_a_sidecar_past_the_shutdown_timeout_is_not_killed_and_exit_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    # The plugin's shutdown takes 2 s; the app gives it 0.2 s, then exits: the sidecar is left
+    # to finish (reported), and the interpreter's exit waits for it, so the data is there.
+    ending = "print(cm.shutdown(timeout=0.2), flush=True)\n"
+    completed, out = _run_script(tmp_path, 20, ending, slow=2.0)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split()[1] == "False"  # shutdown says it did not finish in time
+    assert "stuck" in completed.stderr
+    seen = json.loads(out.read_text())
+    assert seen["why"] == "shutdown"
+    assert [r["n"] for r in seen["seen"] if r["kind"] == "end"] == list(range(20))

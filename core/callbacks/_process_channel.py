@@ -13,6 +13,7 @@ as lost and a new sidecar is started. A sidecar that cannot start leaves the plu
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -56,6 +57,8 @@ _MAX_RESTARTS = 5
 _MAX_STARTS_KEPT = 100_000
 
 _links: weakref.WeakSet[SidecarLink] = weakref.WeakSet()
+_finishing: list[subprocess.Popen[bytes]] = []
+_EXIT_WAIT_S = 60.0
 
 
 def in_sidecar() -> bool:
@@ -274,9 +277,15 @@ class SidecarLink:
             conn, self._conn = self._conn, None
             proc, self._proc = self._proc, None
         if conn is not None:
-            conn.close()
+            conn.close()  # the sidecar reads what was sent, then sees the end: it finishes, exits
         if proc is not None:
-            ok = _reap(proc, max(0.1, timeout)) and ok
+            try:
+                proc.wait(max(0.1, timeout) if ok else 0.0)
+            except subprocess.TimeoutExpired:
+                # Still working through what it was sent (a cold start can take seconds): never
+                # killed for it; the interpreter's exit waits for it, within a bound.
+                _finishing.append(proc)
+                ok = False
         self._queue.append(None)
         self._wakeup.set()
         return ok
@@ -628,7 +637,23 @@ def open_process_channel(registry: Registry, name: str, plugin: object) -> Proce
     return channel
 
 
+def _wait_for_finishing_sidecars() -> None:
+    """At exit, wait (at most 60 s in all) for sidecars still finishing their plugins' work, so a
+    short program's data lands before it returns; one still running after that is left to
+    finish on its own."""
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    for proc in _finishing:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.warning("callbacks sidecar (pid %s) is still finishing; left running", proc.pid)
+
+
+atexit.register(_wait_for_finishing_sidecars)
+
+
 def _after_fork_in_child() -> None:
+    _finishing.clear()  # the parent's
     for link in list(_links):
         if not link.closed:
             link._reinit_after_fork()
