@@ -440,7 +440,7 @@ class SidecarLink:
         try:
             conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
             return True
-        except (OSError, ValueError):
+        except Exception:  # the sidecar is gone, or the socket was closed under us
             return False
 
     def _record(self, item: Any) -> dict[str, Any]:
@@ -465,7 +465,7 @@ class SidecarLink:
         while True:
             try:
                 message = conn.recv()
-            except (EOFError, OSError):
+            except Exception:  # EOF, or the socket closed under us (close(), fork)
                 break
             if message[0] == "ack":
                 self._acked = message[1]
