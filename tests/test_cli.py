@@ -54,6 +54,19 @@ def test_plugins_json_lists_installed_active_and_failed(tmp_path) -> None:
     assert "ImportError" in rows["broken"]["error"]
     if "aim" in rows:
         assert rows["aim"]["active"] is False and rows["aim"]["reason"] == "disabled"
+    # The store is installed but has no path here: it is idle, and the listing says so.
+    assert rows["store"]["active"] is True and rows["store"]["listening"] is False
+    assert example["listening"] is True
+
+
+def test_plugins_table_shows_an_idle_plugin(tmp_path) -> None:
+    env = {"CALLBACKS_PLUGINS": "store"}
+    idle = run_cli("plugins", env=env, cwd=tmp_path)
+    (line,) = [line for line in idle.stdout.splitlines() if line.startswith("store")]
+    assert "idle (selected; its settings leave it nothing to do" in line
+    stored = run_cli("plugins", env={**env, "CALLBACKS_STORE__PATH": "t.db"}, cwd=tmp_path)
+    (line,) = [line for line in stored.stdout.splitlines() if line.startswith("store")]
+    assert "active (selected)" in line
 
 
 def test_plugins_table_is_readable(tmp_path) -> None:

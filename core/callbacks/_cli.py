@@ -27,6 +27,7 @@ def _plugin_rows() -> list[dict[str, Any]]:
     try:
         rows = []
         registered = manager.list_plugins()
+        stats = manager.stats()
         for entry in manager.installed:
             loaded = entry.name in registered
             rows.append(
@@ -38,6 +39,8 @@ def _plugin_rows() -> list[dict[str, Any]]:
                     "hooks": manager.hooks_of(entry.name) if loaded else [],
                     "delivery": manager.delivery_mode(entry.name) if loaded else None,
                     "active": entry.active and loaded,
+                    # False: its settings leave it nothing to do, so it gets no events.
+                    "listening": stats[entry.name].get("listening", True) if loaded else None,
                     "reason": entry.reason,
                     "error": entry.error,
                 }
@@ -69,6 +72,8 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     for row in rows:
         status = "active" if row["active"] else "inactive"
         why = row["reason"] + (f": {row['error']}" if row["error"] else "")
+        if row["active"] and row["listening"] is False:
+            status, why = "idle", f"{why}; its settings leave it nothing to do, it gets no events"
         table.append(
             [
                 row["name"],
