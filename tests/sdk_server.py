@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ class LoopbackAPI:
                     self.wfile.write(frame.encode())
                     self.wfile.flush()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -439,3 +440,12 @@ def anthropic_error(status: int, kind: str, message: str) -> Reply:
         status=status,
         headers={"request-id": "req_018EeWyXxfu5pfWkrYcMdjWG"},
     )
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that abandons a stream closes its connection mid-reply (the tests do that on
+    purpose): not an error worth socketserver's traceback on the terminal."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
