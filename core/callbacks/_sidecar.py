@@ -31,12 +31,11 @@ from .events import (
     _WALL_ANCHOR_NS,
     EMPTY_PAYLOAD,
     Event,
-    EventAbandoned,
     EventPayload,
     EventPhase,
     EventType,
 )
-from .wire import VERSION, to_plain
+from .wire import VERSION, RecordedError, exception_from_record, to_plain
 
 __all__ = ["main"]
 
@@ -61,29 +60,13 @@ def _payload(plain: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(payload)
 
 
-class RemoteError(Exception):
+class RemoteError(RecordedError):
     """An exception raised in the application, rebuilt from its wire record: its class has the
-    original's name, ``str()`` gives the original message, ``remote_traceback`` the text."""
-
-    remote_traceback: str | None = None
-
-
-_error_classes: dict[str, type[RemoteError]] = {}
+    original's name, ``str()`` gives the original message, ``traceback_text`` the text."""
 
 
 def _exception(record: Mapping[str, Any] | None) -> BaseException | None:
-    if not record:
-        return None
-    name = str(record.get("type") or "Exception")
-    message = str(record.get("message") or "")
-    if name == EventAbandoned.__name__:
-        return EventAbandoned(message)
-    cls = _error_classes.get(name)
-    if cls is None:
-        cls = _error_classes[name] = type(name, (RemoteError,), {"__module__": "callbacks.remote"})
-    error = cls(message)
-    error.remote_traceback = record.get("traceback")
-    return error
+    return exception_from_record(record, RemoteError, "callbacks.remote")
 
 
 def _load(spec: tuple[str, str]) -> Any:

@@ -16,15 +16,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from .events import EventPayload
+from .events import EventAbandoned, EventPayload
 from .payloads import messages_of, model_of, nodes_of, to_jsonable, usage_of
 
 __all__ = [
     "FORMAT",
     "VERSION",
+    "RecordedError",
     "WireFormatError",
     "event_record",
     "event_start_record",
+    "exception_from_record",
     "exception_record",
     "header_record",
     "parse_lines",
@@ -138,6 +140,38 @@ def exception_record(error: BaseException) -> dict[str, Any]:
         "message": str(error),
         "traceback": "".join(traceback.format_exception(type(error), error, tb)) if tb else None,
     }
+
+
+class RecordedError(Exception):
+    """An exception rebuilt from its record by :func:`exception_from_record`: its class has the
+    original's name, ``str()`` gives the original message, ``traceback_text`` the original
+    traceback."""
+
+    traceback_text: str | None = None
+
+
+_rebuilt_classes: dict[tuple[type[RecordedError], str, str], type[RecordedError]] = {}
+
+
+def exception_from_record(
+    record: Any, base: type[RecordedError] = RecordedError, module: str | None = None
+) -> BaseException | None:
+    """The inverse of :func:`exception_record`: an instance of a subclass of ``base`` named like
+    the original (one class per name, made once), or :class:`callbacks.EventAbandoned` for an
+    abandoned event; ``None`` for no record. ``module`` names the module the class reports."""
+    if not isinstance(record, Mapping) or not record:
+        return None
+    name = str(record.get("type") or "Exception")
+    message = str(record.get("message") or "")
+    if name == EventAbandoned.__name__:
+        return EventAbandoned(message)
+    key = (base, name, module or base.__module__)
+    cls = _rebuilt_classes.get(key)
+    if cls is None:
+        cls = _rebuilt_classes[key] = type(name, (base,), {"__module__": key[2]})
+    error = cls(message)
+    error.traceback_text = record.get("traceback")
+    return error
 
 
 def header_record() -> dict[str, Any]:

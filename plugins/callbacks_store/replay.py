@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from callbacks import EventAbandoned, EventType, using_attributes
+from callbacks import EventType, using_attributes
+from callbacks.wire import RecordedError, exception_from_record
 
 if TYPE_CHECKING:
     from callbacks import CallbackManager
@@ -19,11 +20,9 @@ REPLAYED_KEY = "replayed"
 """Start-payload key (``True``) and trace attribute that mark what a replay emitted."""
 
 
-class ReplayedError(Exception):
+class ReplayedError(RecordedError):
     """Base of the exceptions a replay attaches to failed events. Each original exception type
     gets a subclass of the same name; ``traceback_text`` holds the original traceback."""
-
-    traceback_text: str | None = None
 
 
 @dataclass
@@ -142,19 +141,5 @@ def _event_type(value: Any) -> EventType:
         return EventType.CHAIN  # a type this host does not know: the generic step
 
 
-_classes: dict[str, type[ReplayedError]] = {}
-
-
 def _exception(record: Any) -> BaseException | None:
-    if not isinstance(record, Mapping):
-        return None
-    name = str(record.get("type") or "Exception")
-    message = str(record.get("message") or "")
-    if name == EventAbandoned.__name__:
-        return EventAbandoned(message)
-    cls = _classes.get(name)
-    if cls is None:
-        cls = _classes[name] = type(name, (ReplayedError,), {"__module__": __name__})
-    error = cls(message)
-    error.traceback_text = record.get("traceback")
-    return error
+    return exception_from_record(record, ReplayedError, __name__)
