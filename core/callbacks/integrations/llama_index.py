@@ -133,11 +133,16 @@ class LegacyEvents:
         return None
 
 
+_PLAIN_KEYS: dict[Any, str] = {key: key.value for key in LlamaEventPayload}
+
+
 def _plain_keys(payload: Mapping[Any, Any] | None) -> dict[str, Any] | None:
     """The payload keyed by plain strings (LlamaIndex keys it by its own ``EventPayload``)."""
     if not payload:
         return None
-    return {getattr(key, "value", key): value for key, value in payload.items()}
+    # A lookup, not ``key.value``: an enum's value is a descriptor, slow on every event.
+    plain = _PLAIN_KEYS.get
+    return {plain(key, key): value for key, value in payload.items()}
 
 
 _RESPONSE_KEY = LlamaEventPayload.RESPONSE.value
