@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from .events import EventAbandoned, EventPayload
+from .events import EventAbandoned, EventPayload, EventType
 from .payloads import messages_of, model_of, nodes_of, to_jsonable, usage_of
 
 __all__ = [
@@ -40,6 +40,7 @@ FORMAT = "callbacks-trace"
 VERSION = 1
 """The version of the record layout; readers reject a newer one."""
 
+_TYPE_NAMES = {t: t.value for t in EventType}
 _NODE_KEYS = frozenset((EventPayload.NODES.value, EventPayload.DOCUMENTS.value))
 _MAX_DEPTH = 16
 
@@ -52,14 +53,29 @@ class WireFormatError(ValueError):
         self.line = line
 
 
+_ATOMS = frozenset((str, int, float, bool, type(None)))
+
+
 def to_plain(value: Any, _depth: int = 0) -> Any:
     """``value`` as plain data: ``None``, bools, numbers and strings as they are; mappings and
     sequences recursed; nodes, chat messages and exceptions in their documented shapes;
     pydantic models dumped; anything else ``str()``. Never raises."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    # Exact built-in types first: they are nearly every value, and isinstance against the
+    # abstract Mapping is slow (this runs for every value of every event sent to a sidecar).
+    cls = type(value)
+    if cls in _ATOMS:
         return value
     if _depth > _MAX_DEPTH:
         return str(value)
+    if cls is dict:
+        return {
+            (k if type(k) is str else str(getattr(k, "value", k))): to_plain(v, _depth + 1)
+            for k, v in value.items()
+        }
+    if cls is list:
+        return [to_plain(v, _depth + 1) for v in value]
+    if isinstance(value, (bool, int, float, str)):
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, BaseException):
@@ -116,7 +132,8 @@ def plain_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     :func:`to_plain`."""
     out: dict[str, Any] = {}
     for key, value in payload.items():
-        key = str(getattr(key, "value", key))
+        if type(key) is not str:
+            key = str(getattr(key, "value", key))
         try:
             if key in _NODE_KEYS and value is not None and not isinstance(value, str):
                 out[key] = [
@@ -202,7 +219,7 @@ def event_start_record(start: Any) -> dict[str, Any]:
         "id": start.id,
         "trace_id": start.trace_id,
         "parent_id": start.parent_id,
-        "type": str(start.type),
+        "type": _TYPE_NAMES.get(start.type) or str(start.type),
         "start_ns": start.wall_time_ns,
         "inputs": plain_payload(start.payload),
         "thread_id": start.thread_id,
@@ -242,7 +259,7 @@ def event_record(
         "id": end.id,
         "trace_id": end.trace_id,
         "parent_id": end.parent_id,
-        "type": str(end.type),
+        "type": _TYPE_NAMES.get(end.type) or str(end.type),
         "start_ns": end.wall_time_ns - duration,
         "end_ns": end.wall_time_ns,
         "duration_ns": duration,
