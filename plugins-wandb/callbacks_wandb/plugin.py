@@ -14,6 +14,7 @@ from .llm_calls import COLUMNS, llm_call, plain_cell
 from .run import RunHandle
 from .settings import WandbSettings
 from .spans import build_tree
+from .trace_tree import logged_tree
 
 if TYPE_CHECKING:
     from callbacks import Trace
@@ -219,15 +220,13 @@ class WandbPlugin:
             self.run.finish()
 
     def _log_trace(self, trace: Trace, collected: CollectedTrace) -> None:
-        from wandb.sdk.data_types.trace_tree import WBTraceTree
-
         mode = self.settings.log_payloads
         calls = [llm_call(p, mode) for p in collected.pairs.values() if p.any.type is EventType.LLM]
         for call in calls:
             self._rows.append(self._plain_row(call.row()))
         self._rows_added += len(calls)
         root = build_tree(trace, collected.pairs, mode)
-        data: dict[str, Any] = {"trace": WBTraceTree(root), **_trace_metrics(collected, calls)}
+        data: dict[str, Any] = {"trace": logged_tree(root), **_trace_metrics(collected, calls)}
         self.run.log(data)
         self.traces_logged += 1
 
