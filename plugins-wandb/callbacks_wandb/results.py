@@ -13,7 +13,7 @@ from typing import Any, Literal
 from callbacks import EventPayload, payloads
 from callbacks.events import INPUT_KEYS
 
-__all__ = ["PayloadMode", "SUMMARY_CHARS", "SUMMARY_ITEMS", "clip", "split_payloads"]
+__all__ = ["PayloadMode", "SUMMARY_CHARS", "SUMMARY_ITEMS", "clip", "split_payloads", "summarize"]
 
 PayloadMode = Literal["full", "summary"]
 
@@ -45,6 +45,19 @@ def clip(text: str | None, mode: PayloadMode) -> str | None:
     if text is None or mode == "full" or len(text) <= SUMMARY_CHARS:
         return text
     return text[: SUMMARY_CHARS - 1] + "…"
+
+
+def summarize(value: Any, limit: int) -> str:
+    """``payloads.summarize(value, limit)``, reading only the start of a long text: its words
+    up to about ``2 * limit`` characters decide the clipped summary (node and chunk texts run
+    to thousands of characters, and summarizing split every one of them whole)."""
+    if type(value) is str and len(value) > 2 * limit:
+        words = value[: 2 * limit].split()
+        # The last word may go on past the cut; the ones before it are whole.
+        shown = " ".join(words[:-1])
+        if len(shown) >= limit:
+            return shown[: limit - 1] + "…"
+    return payloads.summarize(value, limit)
 
 
 def split_payloads(
@@ -84,7 +97,7 @@ def _render(into: dict[str, Any], key: str, value: Any, mode: PayloadMode) -> No
     elif mode == "full":
         into[key] = payloads.to_jsonable(value)
     else:
-        into[key] = payloads.summarize(value, SUMMARY_CHARS)
+        into[key] = summarize(value, SUMMARY_CHARS)
 
 
 def _embeddings(value: Any) -> dict[str, Any]:
@@ -106,7 +119,7 @@ def _nodes(value: Any, mode: PayloadMode) -> dict[str, Any]:
             {
                 "id": n.id,
                 "score": n.score,
-                "text": n.text if mode == "full" else payloads.summarize(n.text, 200),
+                "text": n.text if mode == "full" else summarize(n.text, 200),
             }
             for n in shown
         ],
@@ -119,7 +132,7 @@ def _texts(key: str, value: Any, mode: PayloadMode) -> dict[str, Any]:
     if mode == "full":
         out[key] = texts
     else:
-        out[key] = [payloads.summarize(t, 200) for t in texts[:SUMMARY_ITEMS]]
+        out[key] = [summarize(t, 200) for t in texts[:SUMMARY_ITEMS]]
     return out
 
 
