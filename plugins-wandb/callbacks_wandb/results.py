@@ -22,6 +22,8 @@ SUMMARY_CHARS = 1000
 SUMMARY_ITEMS = 5
 """How many nodes or chunks are shown (clipped) in ``summary`` mode, besides their count."""
 
+# Inputs an event's end may repeat; documents and chunks at the end are what it made instead.
+_REPEATABLE_INPUTS = INPUT_KEYS - {EventPayload.DOCUMENTS.value, EventPayload.CHUNKS.value}
 # Carried elsewhere on the span: usage as token attributes, the exception as the status message.
 _NOT_RESULTS = frozenset({EventPayload.USAGE.value, EventPayload.EXCEPTION.value})
 _TEXT_KEYS = frozenset(
@@ -65,8 +67,9 @@ def split_payloads(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The span's ``(inputs, outputs)``: the start payload is inputs, the end payload outputs,
     except that an input key the start did not carry (LlamaIndex gives chat ``messages`` at the
-    end) is an input. A chunking event's ``chunks`` are thus its input text at the start and the
-    chunks it made at the end."""
+    end) is an input, and an input the end repeats unchanged (LlamaIndex repeats an LLM call's
+    ``formatted_prompt`` at the end) is not an output. A chunking event's ``chunks`` are its
+    input text at the start and the chunks it made at the end, even when they are the same."""
     inputs: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     start = start or {}
@@ -74,9 +77,22 @@ def split_payloads(
         _render(inputs, str(key), value, mode)
     for key, value in (end or {}).items():
         key = str(key)
-        is_input = key in INPUT_KEYS and start.get(key) is None
-        _render(inputs if is_input else outputs, key, value, mode)
+        if key in INPUT_KEYS:
+            before = start.get(key)
+            if before is None:
+                _render(inputs, key, value, mode)
+                continue
+            if key in _REPEATABLE_INPUTS and _same(before, value):
+                continue
+        _render(outputs, key, value, mode)
     return inputs, outputs
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return a is b or (type(a) is type(b) and bool(a == b))
+    except Exception:
+        return False
 
 
 def _render(into: dict[str, Any], key: str, value: Any, mode: PayloadMode) -> None:

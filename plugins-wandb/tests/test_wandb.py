@@ -69,7 +69,14 @@ def _rag_trace(cm: CallbackManager, ids: dict[str, str]) -> tuple[Trace, str]:
                 ) as llm:
                     ids["llm"] = llm.id
                     usage = SimpleNamespace(prompt_tokens=12, completion_tokens=5, total_tokens=17)
-                    llm.on_end({P.COMPLETION: "An experiment tracker.", P.USAGE: usage})
+                    # LlamaIndex repeats the prompt at the end: shown once, as the input.
+                    llm.on_end(
+                        {
+                            P.PROMPT: "Answer: What is W&B?",
+                            P.COMPLETION: "An experiment tracker.",
+                            P.USAGE: usage,
+                        }
+                    )
                 with cm.event(EventType.AGENT_STEP, {P.QUERY_STR: "check"}) as step:
                     ids["agent_step"] = step.id
                     with cm.event(
