@@ -143,7 +143,12 @@ def _nodes(value: Any, mode: PayloadMode) -> dict[str, Any]:
 
 
 def _texts(key: str, value: Any, mode: PayloadMode) -> dict[str, Any]:
-    texts = [value] if isinstance(value, str) else [n.text for n in payloads.nodes_of(value)]
+    if isinstance(value, str):
+        texts = [value]
+    elif type(value) is list and all(type(text) is str for text in value):
+        texts = list(value)  # what nodes_of would give, without a node view per text
+    else:
+        texts = [n.text for n in payloads.nodes_of(value)]
     out: dict[str, Any] = {f"num_{key}": len(texts)}
     if mode == "full":
         out[key] = texts
