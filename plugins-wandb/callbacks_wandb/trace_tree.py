@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def logged_tree(span: Any) -> WBTraceTree:
 
 
 @functools.cache
-def _serialized_tree_class() -> type[WBTraceTree]:
+def _serialized_tree_class() -> Callable[[str], WBTraceTree]:
     # Defined on first use: importing wandb takes a second and happens on the plugin's worker.
     from wandb.sdk.data_types.trace_tree import WBTraceTree
 

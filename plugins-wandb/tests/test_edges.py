@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from callbacks.kinds import span_kind
 from callbacks_wandb import WandbPlugin, WandbSettings
 from callbacks_wandb.results import SUMMARY_CHARS, split_payloads, summarize
 from callbacks_wandb.spans import WANDB_KINDS
+from callbacks_wandb.trace_tree import dump_span
 
 P = EventPayload
 TRACE_ID = "f" * 32
@@ -147,6 +149,17 @@ def test_input_repeated_at_the_end_is_not_an_output_but_chunks_made_are() -> Non
     assert outputs == {"formatted_prompt": "rewritten"}
     inputs, outputs = split_payloads({P.CHUNKS: ["one text"]}, {P.CHUNKS: ["one text"]}, "full")
     assert inputs == outputs == {"num_chunks": 1, "chunks": ["one text"]}
+
+
+def test_tree_json_is_strict_json_with_non_finite_numbers_as_null() -> None:
+    span = {"span_id": "s", "attributes": {"score": float("nan")}, "results": [float("-inf")]}
+
+    def reject(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    dumped = json.loads(dump_span(span), parse_constant=reject)
+    assert dumped == {"span_id": "s", "attributes": {"score": None}, "results": [None]}
+    assert json.loads(dump_span({"n": 1.5, "text": "é"})) == {"n": 1.5, "text": "é"}
 
 
 @pytest.mark.parametrize(
