@@ -14,6 +14,7 @@ from .llm_calls import COLUMNS, llm_call, plain_cell
 from .run import RunHandle
 from .settings import WandbSettings
 from .spans import build_tree
+from .trace_tree import logged_tree
 
 if TYPE_CHECKING:
     from callbacks import Trace
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 MAX_TABLE_ROWS = 10_000
 """The ``llm_calls`` table keeps the most recent calls, up to this many."""
+TRACE_KEY = "trace"
+"""History key of the trace trees."""
 MAX_PENDING_TRACES = 10_000
 """Ended traces held while W&B is starting; beyond this the oldest are discarded (counted)."""
 
@@ -176,6 +179,9 @@ class WandbPlugin:
                     self.discarded += sum(len(collected) for _, collected in self._pending)
                     self._pending.clear()
                 return
+            # The latest trace tree is not a summary of the run, and copying every tree into a
+            # summary record doubled what wandb-core writes.
+            run.keep_out_of_summary(f"{TRACE_KEY}.*")
             while True:
                 with self._lock:
                     if not self._pending:
@@ -219,15 +225,13 @@ class WandbPlugin:
             self.run.finish()
 
     def _log_trace(self, trace: Trace, collected: CollectedTrace) -> None:
-        from wandb.sdk.data_types.trace_tree import WBTraceTree
-
         mode = self.settings.log_payloads
         calls = [llm_call(p, mode) for p in collected.pairs.values() if p.any.type is EventType.LLM]
         for call in calls:
             self._rows.append(self._plain_row(call.row()))
         self._rows_added += len(calls)
         root = build_tree(trace, collected.pairs, mode)
-        data: dict[str, Any] = {"trace": WBTraceTree(root), **_trace_metrics(collected, calls)}
+        data: dict[str, Any] = {TRACE_KEY: logged_tree(root), **_trace_metrics(collected, calls)}
         self.run.log(data)
         self.traces_logged += 1
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from callbacks import EventPayload, payloads
 from callbacks.events import INPUT_KEYS
 
-__all__ = ["PayloadMode", "SUMMARY_CHARS", "SUMMARY_ITEMS", "clip", "split_payloads"]
+__all__ = ["PayloadMode", "SUMMARY_CHARS", "SUMMARY_ITEMS", "clip", "split_payloads", "summarize"]
 
 PayloadMode = Literal["full", "summary"]
 
@@ -22,6 +22,8 @@ SUMMARY_CHARS = 1000
 SUMMARY_ITEMS = 5
 """How many nodes or chunks are shown (clipped) in ``summary`` mode, besides their count."""
 
+# Inputs an event's end may repeat; documents and chunks at the end are what it made instead.
+_REPEATABLE_INPUTS = INPUT_KEYS - {EventPayload.DOCUMENTS.value, EventPayload.CHUNKS.value}
 # Carried elsewhere on the span: usage as token attributes, the exception as the status message.
 _NOT_RESULTS = frozenset({EventPayload.USAGE.value, EventPayload.EXCEPTION.value})
 _TEXT_KEYS = frozenset(
@@ -47,13 +49,27 @@ def clip(text: str | None, mode: PayloadMode) -> str | None:
     return text[: SUMMARY_CHARS - 1] + "…"
 
 
+def summarize(value: Any, limit: int) -> str:
+    """``payloads.summarize(value, limit)``, reading only the start of a long text: its words
+    up to about ``2 * limit`` characters decide the clipped summary (node and chunk texts run
+    to thousands of characters, and summarizing split every one of them whole)."""
+    if type(value) is str and len(value) > 2 * limit:
+        words = value[: 2 * limit].split()
+        # The last word may go on past the cut; the ones before it are whole.
+        shown = " ".join(words[:-1])
+        if len(shown) >= limit:
+            return shown[: limit - 1] + "…"
+    return payloads.summarize(value, limit)
+
+
 def split_payloads(
     start: Mapping[str, Any] | None, end: Mapping[str, Any] | None, mode: PayloadMode
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The span's ``(inputs, outputs)``: the start payload is inputs, the end payload outputs,
     except that an input key the start did not carry (LlamaIndex gives chat ``messages`` at the
-    end) is an input. A chunking event's ``chunks`` are thus its input text at the start and the
-    chunks it made at the end."""
+    end) is an input, and an input the end repeats unchanged (LlamaIndex repeats an LLM call's
+    ``formatted_prompt`` at the end) is not an output. A chunking event's ``chunks`` are its
+    input text at the start and the chunks it made at the end, even when they are the same."""
     inputs: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     start = start or {}
@@ -61,9 +77,22 @@ def split_payloads(
         _render(inputs, str(key), value, mode)
     for key, value in (end or {}).items():
         key = str(key)
-        is_input = key in INPUT_KEYS and start.get(key) is None
-        _render(inputs if is_input else outputs, key, value, mode)
+        if key in INPUT_KEYS:
+            before = start.get(key)
+            if before is None:
+                _render(inputs, key, value, mode)
+                continue
+            if key in _REPEATABLE_INPUTS and _same(before, value):
+                continue
+        _render(outputs, key, value, mode)
     return inputs, outputs
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return a is b or (type(a) is type(b) and bool(a == b))
+    except Exception:
+        return False
 
 
 def _render(into: dict[str, Any], key: str, value: Any, mode: PayloadMode) -> None:
@@ -84,7 +113,7 @@ def _render(into: dict[str, Any], key: str, value: Any, mode: PayloadMode) -> No
     elif mode == "full":
         into[key] = payloads.to_jsonable(value)
     else:
-        into[key] = payloads.summarize(value, SUMMARY_CHARS)
+        into[key] = summarize(value, SUMMARY_CHARS)
 
 
 def _embeddings(value: Any) -> dict[str, Any]:
@@ -106,7 +135,7 @@ def _nodes(value: Any, mode: PayloadMode) -> dict[str, Any]:
             {
                 "id": n.id,
                 "score": n.score,
-                "text": n.text if mode == "full" else payloads.summarize(n.text, 200),
+                "text": n.text if mode == "full" else summarize(n.text, 200),
             }
             for n in shown
         ],
@@ -114,12 +143,17 @@ def _nodes(value: Any, mode: PayloadMode) -> dict[str, Any]:
 
 
 def _texts(key: str, value: Any, mode: PayloadMode) -> dict[str, Any]:
-    texts = [value] if isinstance(value, str) else [n.text for n in payloads.nodes_of(value)]
+    if isinstance(value, str):
+        texts = [value]
+    elif type(value) is list and all(type(text) is str for text in value):
+        texts = list(value)  # what nodes_of would give, without a node view per text
+    else:
+        texts = [n.text for n in payloads.nodes_of(value)]
     out: dict[str, Any] = {f"num_{key}": len(texts)}
     if mode == "full":
         out[key] = texts
     else:
-        out[key] = [payloads.summarize(t, 200) for t in texts[:SUMMARY_ITEMS]]
+        out[key] = [summarize(t, 200) for t in texts[:SUMMARY_ITEMS]]
     return out
 
 

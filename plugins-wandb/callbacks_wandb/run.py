@@ -169,6 +169,15 @@ class RunHandle:
                 raise error from None
             raise error from exc
 
+    def keep_out_of_summary(self, key_glob: str) -> None:
+        """Do not copy logged keys matching ``key_glob`` (``"trace.*"``: the parts of the media
+        value logged as ``trace``) into the run summary. By default wandb-core writes every
+        logged value twice: in the history row and, as the latest value, in a summary record."""
+        try:
+            self.get().define_metric(key_glob, summary="none")
+        except Exception:
+            logger.warning("callbacks-wandb: define_metric(%r) failed", key_glob, exc_info=True)
+
     def log(self, data: dict[str, Any]) -> None:
         """``run.log(data)`` on the run (created if needed)."""
         self.get().log(data)

@@ -1,4 +1,10 @@
-"""Build a W&B trace tree (``wandb.sdk.data_types.trace_tree``) from one trace's events."""
+"""Build a W&B trace tree from one trace's events, as the plain data W&B stores.
+
+W&B's ``Span`` dataclasses (``wandb.sdk.data_types.trace_tree``) end up as JSON: ``WBTraceTree``
+runs ``dataclasses.asdict`` and wandb's value-by-value conversion over the whole tree on every
+``log``. The spans here are that JSON's dicts already, with the same keys in the same order and
+only JSON values, so :mod:`callbacks_wandb.trace_tree` serializes them in one ``json.dumps``.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +20,25 @@ from callbacks.tokencount import llm_token_count
 from .results import PayloadMode, split_payloads
 
 if TYPE_CHECKING:
-    from wandb.sdk.data_types.trace_tree import Span
-
     from callbacks import Trace
 
-__all__ = ["WANDB_KINDS", "build_tree", "children_of", "event_span", "trace_attributes"]
+__all__ = [
+    "WANDB_KINDS",
+    "SpanDict",
+    "build_tree",
+    "children_of",
+    "event_span",
+    "trace_attributes",
+]
 
 _NS_PER_MS = 1_000_000
+_SUCCESS, _ERROR = "SUCCESS", "ERROR"
+
+SpanDict = dict[str, Any]
+"""One span as W&B stores it: the keys of W&B's ``Span`` dataclass, in its field order
+(``span_id``, ``name``, ``start_time_ms``, ``end_time_ms``, ``status_code``, ``status_message``,
+``attributes``, ``results``, ``child_spans``, ``span_kind``), with JSON values; the kinds and
+status codes are the names of W&B's ``SpanKind`` and ``StatusCode``."""
 
 WANDB_KINDS: dict[SpanKind, str] = {
     SpanKind.LLM: "LLM",
@@ -62,11 +80,8 @@ def trace_attributes(trace: Trace) -> dict[str, Any]:
     return attributes
 
 
-def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
+def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> SpanDict:
     """One span for one event: kind, times, inputs and outputs, status, and token attributes."""
-    from wandb.sdk.data_types.trace_tree import Span as WBSpan
-    from wandb.sdk.data_types.trace_tree import SpanKind, StatusCode
-
     start, end = pair.start, pair.end
     event = pair.any
     kind = span_kind(event.type)
@@ -79,30 +94,30 @@ def event_span(event_id: str, pair: EventPair, mode: PayloadMode) -> Span:
     end_ms = end.wall_time_ns // _NS_PER_MS if end is not None else None
     if end is not None and end.duration_ns is not None:
         attributes["duration_ms"] = end.duration_ns / 1e6
-    merged = {**(start.payload if start else {}), **(end.payload if end else {})}
+    start_payload = start.payload if start is not None else None
+    end_payload = end.payload if end is not None else None
+    merged = {**(start_payload or {}), **(end_payload or {})}
     _token_attributes(attributes, event.type, merged, end)
 
     error = pair.error
     failed = end is None or error is not None
     if end is not None and isinstance(end.exception, EventAbandoned):
         attributes["abandoned"] = True
-    inputs, outputs = split_payloads(
-        start.payload if start else None, end.payload if end else None, mode
-    )
-    span = WBSpan(
-        span_id=event_id,
-        name=str(event.type),
-        span_kind=SpanKind(WANDB_KINDS[kind]),
-        start_time_ms=start_ms,
-        end_time_ms=end_ms,
-        status_code=StatusCode.ERROR if failed else StatusCode.SUCCESS,
-        status_message=(describe_error(error) if error is not None else "no end event")
+    inputs, outputs = split_payloads(start_payload, end_payload, mode)
+    return {
+        "span_id": event_id,
+        "name": str(event.type),
+        "start_time_ms": start_ms,
+        "end_time_ms": end_ms,
+        "status_code": _ERROR if failed else _SUCCESS,
+        "status_message": (describe_error(error) if error is not None else "no end event")
         if failed
         else None,
-        attributes=attributes,
-    )
-    span.add_named_result(inputs, outputs)
-    return span
+        "attributes": attributes,
+        "results": [{"inputs": inputs, "outputs": outputs}],
+        "child_spans": None,
+        "span_kind": WANDB_KINDS[kind],
+    }
 
 
 def _token_attributes(
@@ -136,42 +151,39 @@ def _token_attributes(
         )
 
 
-def build_tree(trace: Trace, pairs: Mapping[str, EventPair], mode: PayloadMode) -> Span:
+def build_tree(trace: Trace, pairs: Mapping[str, EventPair], mode: PayloadMode) -> SpanDict:
     """The root span of a trace. With exactly one outermost event, that event's span is the
     root (as in LlamaIndex); otherwise a CHAIN span named after the trace holds them."""
-    from wandb.sdk.data_types.trace_tree import Span as WBSpan
-    from wandb.sdk.data_types.trace_tree import SpanKind, StatusCode
-
     children = children_of(trace.trace_map, pairs)
     seen: set[str] = set()
 
-    def build(event_id: str) -> Span | None:
+    def build(event_id: str) -> SpanDict | None:
         pair = pairs.get(event_id)
         if pair is None or event_id in seen:
             return None
         seen.add(event_id)
         span = event_span(event_id, pair, mode)
-        for child_id in children.get(event_id, ()):
-            child = build(child_id)
-            if child is not None:
-                span.add_child_span(child)
+        kids = [c for c in (build(i) for i in children.get(event_id, ())) if c is not None]
+        if kids:
+            span["child_spans"] = kids
         return span
 
     top = [span for span in (build(i) for i in children.get(ROOT, ())) if span is not None]
     attributes = trace_attributes(trace)
     if len(top) == 1:
         root = top[0]
-        root.attributes = {**attributes, **(root.attributes or {})}
+        root["attributes"] = {**attributes, **root["attributes"]}
         return root
-    failed = any(span.status_code == StatusCode.ERROR for span in top)
-    root = WBSpan(
-        span_id=trace.id,
-        name=trace.name or "trace",
-        span_kind=SpanKind.CHAIN,
-        start_time_ms=trace.start_wall_time_ns // _NS_PER_MS,
-        end_time_ms=trace.end_wall_time_ns // _NS_PER_MS if trace.end_wall_time_ns else None,
-        status_code=StatusCode.ERROR if failed else StatusCode.SUCCESS,
-        attributes=attributes,
-        child_spans=top or None,
-    )
-    return root
+    failed = any(span["status_code"] == _ERROR for span in top)
+    return {
+        "span_id": trace.id,
+        "name": trace.name or "trace",
+        "start_time_ms": trace.start_wall_time_ns // _NS_PER_MS,
+        "end_time_ms": trace.end_wall_time_ns // _NS_PER_MS if trace.end_wall_time_ns else None,
+        "status_code": _ERROR if failed else _SUCCESS,
+        "status_message": None,
+        "attributes": attributes,
+        "results": None,
+        "child_spans": top or None,
+        "span_kind": WANDB_KINDS[SpanKind.CHAIN],
+    }

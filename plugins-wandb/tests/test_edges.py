@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -14,11 +15,12 @@ import pytest
 import wandb
 from wandb_reader import find_run_file, read_run
 
-from callbacks import Event, EventAbandoned, EventPayload, EventPhase, EventType
+from callbacks import Event, EventAbandoned, EventPayload, EventPhase, EventType, payloads
 from callbacks.kinds import span_kind
 from callbacks_wandb import WandbPlugin, WandbSettings
-from callbacks_wandb.results import SUMMARY_CHARS, split_payloads
+from callbacks_wandb.results import SUMMARY_CHARS, split_payloads, summarize
 from callbacks_wandb.spans import WANDB_KINDS
+from callbacks_wandb.trace_tree import dump_span
 
 P = EventPayload
 TRACE_ID = "f" * 32
@@ -135,6 +137,47 @@ def test_summary_mode_clips_texts_and_counts_lists() -> None:
     assert len(inputs[P.PROMPT]) == SUMMARY_CHARS and inputs[P.PROMPT].endswith("…")
     assert inputs["num_documents"] == 20 and len(inputs["documents"]) == 5
     assert outputs == {"completion": "short", "num_embeddings": 3, "embedding_dim": 8}
+
+
+def test_input_repeated_at_the_end_is_not_an_output_but_chunks_made_are() -> None:
+    prompt = "Context: ... Answer:"
+    inputs, outputs = split_payloads(
+        {P.PROMPT: prompt}, {P.PROMPT: str(prompt), P.COMPLETION: "42"}, "summary"
+    )
+    assert (inputs, outputs) == ({"formatted_prompt": prompt}, {"completion": "42"})
+    _, outputs = split_payloads({P.PROMPT: prompt}, {P.PROMPT: "rewritten"}, "summary")
+    assert outputs == {"formatted_prompt": "rewritten"}
+    inputs, outputs = split_payloads({P.CHUNKS: ["one text"]}, {P.CHUNKS: ["one text"]}, "full")
+    assert inputs == outputs == {"num_chunks": 1, "chunks": ["one text"]}
+
+
+def test_tree_json_is_strict_json_with_non_finite_numbers_as_null() -> None:
+    span = {"span_id": "s", "attributes": {"score": float("nan")}, "results": [float("-inf")]}
+
+    def reject(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    dumped = json.loads(dump_span(span), parse_constant=reject)
+    assert dumped == {"span_id": "s", "attributes": {"score": None}, "results": [None]}
+    assert json.loads(dump_span({"n": 1.5, "text": "é"})) == {"n": 1.5, "text": "é"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "word " * 300,
+        "x" * 1000,
+        "a" * 399 + " " + "b" * 50,
+        " \n\t " * 200 + "tail",
+        "\u2003".join(["mot"] * 200),
+        ("long" * 30 + " ") * 20,
+    ],
+)
+@pytest.mark.parametrize("limit", [1, 10, 200])
+def test_summary_of_a_long_text_reads_its_start_only_but_matches_payloads(
+    text: str, limit: int
+) -> None:
+    assert summarize(text, limit) == payloads.summarize(text, limit)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import wandb
-from wandb_reader import OfflineRun, find_run_file, read_run
+from wandb_reader import OfflineRun, find_run_file, iter_records, read_run
 
 from callbacks import CallbackManager, ConfigError, EventPayload, EventType, Trace, using_attributes
 from callbacks.encodings import load_encoding
@@ -69,7 +69,14 @@ def _rag_trace(cm: CallbackManager, ids: dict[str, str]) -> tuple[Trace, str]:
                 ) as llm:
                     ids["llm"] = llm.id
                     usage = SimpleNamespace(prompt_tokens=12, completion_tokens=5, total_tokens=17)
-                    llm.on_end({P.COMPLETION: "An experiment tracker.", P.USAGE: usage})
+                    # LlamaIndex repeats the prompt at the end: shown once, as the input.
+                    llm.on_end(
+                        {
+                            P.PROMPT: "Answer: What is W&B?",
+                            P.COMPLETION: "An experiment tracker.",
+                            P.USAGE: usage,
+                        }
+                    )
                 with cm.event(EventType.AGENT_STEP, {P.QUERY_STR: "check"}) as step:
                     ids["agent_step"] = step.id
                     with cm.event(
@@ -300,6 +307,26 @@ def test_each_trace_is_one_history_row_with_its_token_totals(pipeline: Pipeline)
     assert [row["trace/total_tokens"] for row in rows] == list(by_trace.values())
     assert rows[1]["trace/estimated_tokens"] == 0 and rows[0]["trace/estimated_tokens"] > 0
     assert all(row["trace/llm_latency_ms"] > 0 for row in rows)
+
+
+def test_trace_trees_are_written_once_and_metrics_summarised(pipeline: Pipeline) -> None:
+    run = pipeline.run
+    assert run.summary["trace/llm_calls"] == 1  # the last trace's metrics
+    assert (
+        run.summary["trace/total_tokens"]
+        == run.rows_with("trace/llm_calls")[-1]["trace/total_tokens"]
+    )
+    assert not [key for key in run.summary if key.startswith("trace/root_span_dumps")]
+    assert "trace/_type" not in run.summary
+    assert run.record_types.count("history") == len(run.history)
+    tree_texts = [
+        update.value_json
+        for record in iter_records(run.path)
+        if record.WhichOneof("record_type") == "summary"
+        for update in record.summary.update
+        if list(update.nested_key)[:1] == ["trace"]
+    ]
+    assert tree_texts == []
 
 
 def test_llm_calls_table_has_one_row_per_call(pipeline: Pipeline) -> None:
