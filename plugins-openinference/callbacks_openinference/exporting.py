@@ -317,10 +317,10 @@ class SpanSink:
 
             inner = ConsoleSpanExporter()
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from .otlp import FastOTLPSpanExporter
 
             endpoint = settings.endpoint
-            inner = OTLPSpanExporter(
+            inner = FastOTLPSpanExporter(
                 endpoint=endpoint,
                 headers={k: v.get_secret_value() for k, v in settings.headers.items()},
                 timeout=settings.export_timeout_millis / 1000,

@@ -223,7 +223,11 @@ class DirectSpanWriter:
     def _bounded(self, attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if not attributes:
             return _EMPTY
-        if len(attributes) <= self._max_attributes and _all_clean(attributes, self._max_length):
+        if (
+            len(attributes) <= self._max_attributes
+            and "" not in attributes  # an empty key is dropped (keys are str by construction)
+            and _all_clean(attributes, self._max_length)
+        ):
             return attributes
         return BoundedAttributes(
             self._max_attributes, attributes, immutable=True, max_value_len=self._max_length
