@@ -58,8 +58,12 @@ def span_kind(event_type: EventType) -> str:
     return OpenInferenceSpanKindValues(_kind_of(event_type).value).value
 
 
+# json.dumps(value, ensure_ascii=False, default=str), without a new encoder per call.
+_JSON_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(payloads.to_jsonable(value), ensure_ascii=False, default=str)
+    return _JSON_ENCODE(payloads.to_jsonable(value))
 
 
 def _text_or_json(value: Any) -> tuple[str, str]:

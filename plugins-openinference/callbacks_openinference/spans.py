@@ -48,19 +48,18 @@ _INPUT_KEYS = (SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE)
 _OUTPUT_KEYS = (SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE)
 
 
-def _times(pair: EventPair, fallback_end: int) -> tuple[int, int]:
+def _times(pair: EventPair) -> tuple[int, int]:
+    """(start, end) wall-clock ns; an event whose end never came ends when it started (the
+    caller moves that end to the trace's end)."""
     start, end = pair.start, pair.end
-    if start is not None:
-        start_ns = start.start_wall_time_ns
-    elif end is not None:
-        start_ns = end.start_wall_time_ns
-    else:
-        start_ns = fallback_end
-    end_ns = end.wall_time_ns if end is not None else max(fallback_end, start_ns)
+    start_ns = (start if start is not None else pair.any).start_wall_time_ns
+    end_ns = end.wall_time_ns if end is not None else start_ns
     return start_ns, max(end_ns, start_ns)
 
 
-def _order(events: Mapping[str, EventPair]) -> dict[str, list[str]]:
+def _order(
+    events: Mapping[str, EventPair], times: Mapping[str, tuple[int, int]]
+) -> dict[str, list[str]]:
     """Children of each event id (``ROOT`` for top-level and orphaned events), by start time."""
     children: dict[str, list[str]] = {ROOT: []}
     for event_id, pair in events.items():
@@ -69,7 +68,7 @@ def _order(events: Mapping[str, EventPair]) -> dict[str, list[str]]:
             parent = ROOT
         children.setdefault(parent, []).append(event_id)
     for ids in children.values():
-        ids.sort(key=lambda i: _times(events[i], 0)[0])
+        ids.sort(key=lambda i: times[i][0])
     return children
 
 
@@ -110,13 +109,14 @@ def emit_trace(
     """Create and end the spans of one trace: the root span, then one span per event. The root
     span takes the trace's own id (when the writer can give it)."""
     common: Attributes = trace_attributes(info.attributes)
-    starts = [_times(p, 0)[0] for p in events.values()]
-    ends = [_times(p, 0)[1] for p in events.values()]
+    times = {event_id: _times(pair) for event_id, pair in events.items()}
+    starts = [start for start, _ in times.values()]
+    ends = [end for _, end in times.values()]
     root_start = info.start_wall_time_ns or min(starts, default=0)
     root_end = info.end_wall_time_ns or max(ends, default=root_start)
     root_start = min([root_start, *starts])
     root_end = max([root_end, root_start, *ends])
-    children = _order(events)
+    children = _order(events, times)
     recorded: dict[str, dict[str, Any]] = {}
 
     writer.begin_trace(info.id)
@@ -134,7 +134,9 @@ def emit_trace(
         event_id, parent = stack.pop()
         pair = events[event_id]
         record: Event = pair.any
-        start_ns, end_ns = _times(pair, root_end)
+        start_ns, end_ns = times[event_id]
+        if pair.end is None:
+            end_ns = max(root_end, start_ns)
         try:
             attributes = _attributes_of(record, pair, templates, masker, common)
         except Exception:
