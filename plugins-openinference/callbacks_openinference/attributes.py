@@ -55,7 +55,15 @@ _EMPTY: Mapping[str, Any] = {}
 def span_kind(event_type: EventType) -> str:
     """The ``openinference.span.kind`` of an event type (the host's table,
     :mod:`callbacks.kinds`: CHAIN for anything not listed)."""
-    return OpenInferenceSpanKindValues(_kind_of(event_type).value).value
+    kind = _SPAN_KINDS.get(event_type)
+    if kind is None:
+        kind = _SPAN_KINDS[event_type] = OpenInferenceSpanKindValues(
+            _kind_of(event_type).value
+        ).value
+    return kind
+
+
+_SPAN_KINDS: dict[EventType, str] = {}
 
 
 # json.dumps(value, ensure_ascii=False, default=str), without a new encoder per call.
@@ -78,7 +86,7 @@ def _text_or_json(value: Any) -> tuple[str, str]:
 class _Payload:
     """The start and end payloads of one event, read together (start first for inputs)."""
 
-    __slots__ = ("end", "end_event", "start")
+    __slots__ = ("_nodes", "end", "end_event", "start")
 
     def __init__(
         self,
@@ -89,6 +97,7 @@ class _Payload:
         self.start = start if start is not None else _EMPTY
         self.end = end if end is not None else _EMPTY
         self.end_event = end_event
+        self._nodes: dict[tuple[int, int], list[payloads.NodeView]] = {}
 
     def input(self, key: str) -> Any:
         value = self.start.get(key)
@@ -100,19 +109,33 @@ class _Payload:
     def merged(self) -> dict[str, Any]:
         return {**self.start, **self.end}
 
+    def nodes(self, value: Any, scores: Any = None) -> list[payloads.NodeView]:
+        """``payloads.nodes_of(value, scores)``, read once per event (a retriever's nodes give
+        both ``output.value`` and ``retrieval.documents``)."""
+        key = (id(value), id(scores))
+        nodes = self._nodes.get(key)
+        if nodes is None:
+            nodes = self._nodes[key] = payloads.nodes_of(value, scores)
+        return nodes
 
-def _put_value(out: Attributes, kind: str, value: Any) -> None:
+
+def _put_value(out: Attributes, keys: tuple[str, str], value: Any) -> None:
+    """``keys`` = (``input.value``, ``input.mime_type``) or the output's."""
     if value is None:
         return
     text, mime = _text_or_json(value)
-    out[f"{kind}.value"] = text
-    out[f"{kind}.mime_type"] = mime
+    out[keys[0]] = text
+    out[keys[1]] = mime
 
 
-def _texts(value: Any) -> list[str]:
+_INPUT = (SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE)
+_OUTPUT = (SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE)
+
+
+def _texts(p: _Payload, value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
-    return [node.text for node in payloads.nodes_of(value)]
+    return [node.text for node in p.nodes(value)]
 
 
 def _sub_question(value: Any) -> tuple[str | None, str | None]:
@@ -174,7 +197,7 @@ def _input_value(event_type: EventType, p: _Payload) -> Any:
     for key in (EventPayload.DOCUMENTS, EventPayload.CHUNKS, EventPayload.NODES):
         value = p.start.get(key)
         if value is not None:
-            return _texts(value)
+            return _texts(p, value)
     return None
 
 
@@ -206,12 +229,12 @@ def _output_value(event_type: EventType, p: _Payload) -> Any:
         for key in (EventPayload.NODES, EventPayload.CHUNKS, EventPayload.DOCUMENTS):
             value = p.end.get(key)
             if value is not None:
-                return _texts(value)
+                return _texts(p, value)
     return None
 
 
-def _documents(out: Attributes, prefix: str, nodes: Any, scores: Any = None) -> None:
-    for i, node in enumerate(payloads.nodes_of(nodes, scores)):
+def _documents(out: Attributes, p: _Payload, prefix: str, nodes: Any, scores: Any = None) -> None:
+    for i, node in enumerate(p.nodes(nodes, scores)):
         base = f"{prefix}.{i}."
         if node.id is not None:
             out[base + DocumentAttributes.DOCUMENT_ID] = node.id
@@ -423,6 +446,7 @@ def _reranking(out: Attributes, p: _Payload) -> None:
     if p.start.get(EventPayload.NODES) is not None:
         _documents(
             out,
+            p,
             RerankerAttributes.RERANKER_INPUT_DOCUMENTS,
             p.start[EventPayload.NODES],
             p.start.get(EventPayload.SCORES),
@@ -430,6 +454,7 @@ def _reranking(out: Attributes, p: _Payload) -> None:
     if p.end.get(EventPayload.NODES) is not None:
         _documents(
             out,
+            p,
             RerankerAttributes.RERANKER_OUTPUT_DOCUMENTS,
             p.end[EventPayload.NODES],
             p.end.get(EventPayload.SCORES),
@@ -563,8 +588,8 @@ def event_attributes(
     ``end_event`` of an LLM call, token counts are estimated when the provider reported none."""
     p = _Payload(start, end, end_event)
     out: Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: span_kind(event_type)}
-    _put_value(out, "input", _input_value(event_type, p))
-    _put_value(out, "output", _output_value(event_type, p))
+    _put_value(out, _INPUT, _input_value(event_type, p))
+    _put_value(out, _OUTPUT, _output_value(event_type, p))
     specific = _TYPE_SPECIFIC.get(event_type)
     if specific is not None:
         specific(out, p)
@@ -572,7 +597,7 @@ def event_attributes(
         nodes = p.output(EventPayload.NODES)
         if nodes is not None:
             _documents(
-                out, SpanAttributes.RETRIEVAL_DOCUMENTS, nodes, p.output(EventPayload.SCORES)
+                out, p, SpanAttributes.RETRIEVAL_DOCUMENTS, nodes, p.output(EventPayload.SCORES)
             )
     out.update(template_attributes(p.start, p.end))
     return out
