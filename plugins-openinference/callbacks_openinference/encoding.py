@@ -26,6 +26,8 @@ __all__ = ["encode_spans"]
 _FIXED64 = Struct("<Q").pack
 _FIXED32 = Struct("<I").pack
 _DOUBLE = Struct("<d").pack
+_VECTOR_ITEM = Struct("<BBBd").pack
+_FLOAT = {float}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _UINT32_MAX = 2**32 - 1
 _SMALL = [bytes((i,)) for i in range(128)]
@@ -50,6 +52,8 @@ class _Unsupported(Exception):
 def _varint(value: int) -> bytes:
     if value < 128:
         return _SMALL[value]
+    if value < 16384:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 127:
         out.append((value & 0x7F) | 0x80)
@@ -88,6 +92,9 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, bytes):
         return _field(b"\x3a", value)
     if isinstance(value, Sequence):
+        if type(value) is tuple and value and set(map(type, value)) == _FLOAT:
+            # An embedding vector: each item is values { double_value: x }.
+            return _field(b"\x2a", b"".join([_VECTOR_ITEM(10, 9, 0x21, x) for x in value]))
         return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(v)) for v in value]))
     raise _Unsupported
 
@@ -98,8 +105,9 @@ _CACHE_LIMIT = 4096
 _SHORT = 64
 
 
-def _key_value(tag: bytes, key: str, value: Any) -> bytes:
-    """One field holding a ``KeyValue``: ``tag`` + length + key + ``AnyValue``."""
+def _add_key_value(parts: list[bytes], tag: bytes, key: str, value: Any) -> None:
+    """Append one field holding a ``KeyValue``: ``tag`` + length + key + ``AnyValue``. A long
+    string goes in as its own piece, copied once, when the whole request is joined."""
     kind = type(value)
     if kind is str and len(value) <= _SHORT:
         # Kinds, mime types, roles, model names...: the same few pairs again and again.
@@ -109,14 +117,16 @@ def _key_value(tag: bytes, key: str, value: Any) -> bytes:
             if len(_PAIRS) >= _CACHE_LIMIT:
                 _PAIRS.clear()
             encoded = _PAIRS[pair] = _field(b"", _key(key) + _field(b"\x12", _any_value(value)))
-        return tag + encoded
-    if kind is str:
+        parts.append(tag + encoded)
+    elif kind is str:
         data = _utf8(value)
         size = len(data)
-        inner = 1 + len(_varint(size)) + size
-        body = (_key(key), b"\x12", _varint(inner), b"\x0a", _varint(size), data)
-        return b"".join((tag, _varint(sum(map(len, body))), *body))
-    return _field(tag, _key(key) + _field(b"\x12", _any_value(value)))
+        size_varint = _varint(size)
+        inner = 1 + len(size_varint) + size
+        head = _key(key) + b"\x12" + _varint(inner) + b"\x0a" + size_varint
+        parts += (tag, _varint(len(head) + size), head, data)
+    else:
+        parts.append(_field(tag, _key(key) + _field(b"\x12", _any_value(value))))
 
 
 def _key(key: str) -> bytes:
@@ -129,9 +139,11 @@ def _key(key: str) -> bytes:
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
-    if not attributes:
-        return []
-    return [_key_value(tag, key, value) for key, value in attributes.items()]
+    parts: list[bytes] = []
+    if attributes:
+        for key, value in attributes.items():
+            _add_key_value(parts, tag, key, value)
+    return parts
 
 
 def _count(tag: bytes, count: int) -> bytes:
@@ -142,7 +154,8 @@ def _count(tag: bytes, count: int) -> bytes:
     return tag + _varint(count)
 
 
-def _span(span: ReadableSpan) -> bytes:
+def _span(span: ReadableSpan) -> list[bytes]:
+    """The pieces of one ``Span`` message (without its own tag and length)."""
     context = span.get_span_context()
     if context is None:
         raise _Unsupported
@@ -184,7 +197,7 @@ def _span(span: ReadableSpan) -> bytes:
         message = _field(b"\x12", _utf8(status.description)) if status.description else b""
         parts.append(_field(b"\x7a", message + (b"\x18" + _varint(code) if code else b"")))
     parts.append(_flags(parent))
-    return b"".join(parts)
+    return parts
 
 
 def _flags(context: Any) -> bytes:
@@ -239,7 +252,8 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes | None:
 
 def _request(spans: Sequence[ReadableSpan]) -> bytes:
     # Grouped by resource, then scope, in order of first appearance, as OpenTelemetry does
-    # (by equality: distinct but equal resources share a group).
+    # (by equality: distinct but equal resources share a group). Pieces are joined once, at the
+    # end: a nested message's length is the sum of its pieces' lengths.
     groups: list[tuple[Any, dict[Any, list[bytes]]]] = []
     last_resource: Any = None
     scopes: dict[Any, list[bytes]] = {}
@@ -254,19 +268,23 @@ def _request(spans: Sequence[ReadableSpan]) -> bytes:
                 scopes = {}
                 groups.append((resource, scopes))
             last_resource = resource
-        scopes.setdefault(span.instrumentation_scope or None, []).append(
-            _field(b"\x12", _span(span))
-        )
-    out = []
+        pieces = _span(span)
+        encoded = scopes.setdefault(span.instrumentation_scope or None, [])
+        encoded += (b"\x12", _varint(sum(map(len, pieces))))
+        encoded += pieces
+    out: list[bytes] = []
     for resource, resource_scopes in groups:
         parts = [_field(b"\x0a", b"".join(_attributes(b"\x0a", resource.attributes)))]
         for scope, encoded in resource_scopes.items():
-            scope_parts = [_field(b"\x0a", _scope(scope)), *encoded]
+            scope_parts = [_field(b"\x0a", _scope(scope))]
+            scope_parts += encoded
             schema_url = scope.schema_url if scope is not None else None
             if schema_url:
                 scope_parts.append(_field(b"\x1a", _utf8(schema_url)))
-            parts.append(_field(b"\x12", b"".join(scope_parts)))
+            parts += (b"\x12", _varint(sum(map(len, scope_parts))))
+            parts += scope_parts
         if resource.schema_url:
             parts.append(_field(b"\x1a", _utf8(resource.schema_url)))
-        out.append(_field(b"\x0a", b"".join(parts)))
+        out += (b"\x0a", _varint(sum(map(len, parts))))
+        out += parts
     return b"".join(out)
