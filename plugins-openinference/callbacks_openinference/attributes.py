@@ -74,19 +74,10 @@ def _dumps(value: Any) -> str:
     return _JSON_ENCODE(payloads.to_jsonable(value))
 
 
-def _text_or_json(value: Any) -> tuple[str, str]:
-    """A value for ``input.value``/``output.value`` and its mime type."""
-    if isinstance(value, str):
-        return value, _TEXT
-    if isinstance(value, bytes):
-        return payloads.text_of(value), _TEXT
-    return _dumps(value), _JSON
-
-
 class _Payload:
     """The start and end payloads of one event, read together (start first for inputs)."""
 
-    __slots__ = ("_nodes", "end", "end_event", "start")
+    __slots__ = ("_json", "_nodes", "end", "end_event", "start")
 
     def __init__(
         self,
@@ -97,7 +88,9 @@ class _Payload:
         self.start = start if start is not None else _EMPTY
         self.end = end if end is not None else _EMPTY
         self.end_event = end_event
-        self._nodes: dict[tuple[int, int], list[payloads.NodeView]] = {}
+        # Keyed by id(), holding the value: an id is not reused while its value is alive.
+        self._nodes: dict[tuple[int, int], tuple[Any, Any, list[payloads.NodeView]]] = {}
+        self._json: dict[int, tuple[Any, str]] = {}
 
     def input(self, key: str) -> Any:
         value = self.start.get(key)
@@ -109,23 +102,34 @@ class _Payload:
     def merged(self) -> dict[str, Any]:
         return {**self.start, **self.end}
 
+    def dumps(self, value: Any) -> str:
+        """``_dumps(value)``, once per event (a templating event's variables are both its
+        ``input.value`` and its ``llm.prompt_template.variables``)."""
+        known = self._json.get(id(value))
+        if known is None:
+            known = self._json[id(value)] = (value, _dumps(value))
+        return known[1]
+
     def nodes(self, value: Any, scores: Any = None) -> list[payloads.NodeView]:
         """``payloads.nodes_of(value, scores)``, read once per event (a retriever's nodes give
         both ``output.value`` and ``retrieval.documents``)."""
         key = (id(value), id(scores))
-        nodes = self._nodes.get(key)
-        if nodes is None:
-            nodes = self._nodes[key] = payloads.nodes_of(value, scores)
-        return nodes
+        known = self._nodes.get(key)
+        if known is None:
+            known = self._nodes[key] = (value, scores, payloads.nodes_of(value, scores))
+        return known[2]
 
 
-def _put_value(out: Attributes, keys: tuple[str, str], value: Any) -> None:
+def _put_value(out: Attributes, keys: tuple[str, str], value: Any, p: _Payload) -> None:
     """``keys`` = (``input.value``, ``input.mime_type``) or the output's."""
     if value is None:
         return
-    text, mime = _text_or_json(value)
-    out[keys[0]] = text
-    out[keys[1]] = mime
+    if isinstance(value, str):
+        out[keys[0]], out[keys[1]] = value, _TEXT
+    elif isinstance(value, bytes):
+        out[keys[0]], out[keys[1]] = payloads.text_of(value), _TEXT
+    else:
+        out[keys[0]], out[keys[1]] = p.dumps(value), _JSON
 
 
 _INPUT = (SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE)
@@ -556,7 +560,10 @@ def template_attributes(
     start: Mapping[str, Any] | None, end: Mapping[str, Any] | None = None
 ) -> Attributes:
     """``llm.prompt_template.*`` from a templating (or LLM) event's payload."""
-    p = _Payload(start, end)
+    return _template_attributes(_Payload(start, end))
+
+
+def _template_attributes(p: _Payload) -> Attributes:
     out: Attributes = {}
     template = p.input(EventPayload.TEMPLATE)
     if template is not None:
@@ -565,7 +572,7 @@ def template_attributes(
         )
     variables = p.input(EventPayload.TEMPLATE_VARS)
     if variables is not None:
-        out[SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES] = _dumps(variables)
+        out[SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES] = p.dumps(variables)
     return out
 
 
@@ -588,8 +595,8 @@ def event_attributes(
     ``end_event`` of an LLM call, token counts are estimated when the provider reported none."""
     p = _Payload(start, end, end_event)
     out: Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: span_kind(event_type)}
-    _put_value(out, _INPUT, _input_value(event_type, p))
-    _put_value(out, _OUTPUT, _output_value(event_type, p))
+    _put_value(out, _INPUT, _input_value(event_type, p), p)
+    _put_value(out, _OUTPUT, _output_value(event_type, p), p)
     specific = _TYPE_SPECIFIC.get(event_type)
     if specific is not None:
         specific(out, p)
@@ -599,7 +606,7 @@ def event_attributes(
             _documents(
                 out, p, SpanAttributes.RETRIEVAL_DOCUMENTS, nodes, p.output(EventPayload.SCORES)
             )
-    out.update(template_attributes(p.start, p.end))
+    out.update(_template_attributes(p))
     return out
 
 

@@ -20,7 +20,6 @@ from .attributes import (
     Attributes,
     event_attributes,
     span_kind,
-    template_attributes,
     trace_attributes,
 )
 from .writers import status_of
@@ -45,6 +44,7 @@ class TraceInfo(NamedTuple):
 
 
 _INPUT_KEYS = (SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE)
+_TEMPLATE_KEYS = (SpanAttributes.LLM_PROMPT_TEMPLATE, SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES)
 _OUTPUT_KEYS = (SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE)
 
 
@@ -83,7 +83,8 @@ def _attributes_of(
     end = pair.end.payload if pair.end is not None else None
     raw = event_attributes(record.type, start, end, pair.end)
     if record.type is EventType.TEMPLATING:
-        templates[record.parent_id] = template_attributes(start, end)
+        # event_attributes ends with the event's template_attributes: take them from there.
+        templates[record.parent_id] = {k: raw[k] for k in _TEMPLATE_KEYS if k in raw}
     elif record.type is EventType.LLM and SpanAttributes.LLM_PROMPT_TEMPLATE not in raw:
         # LlamaIndex formats the prompt in a templating event just before the LLM call.
         raw.update(templates.pop(record.parent_id, {}))
