@@ -224,7 +224,7 @@ class DirectSpanWriter:
         if not attributes:
             return _EMPTY
         if (
-            len(attributes) <= self._max_attributes
+            (self._max_attributes is None or len(attributes) <= self._max_attributes)
             and "" not in attributes  # an empty key is dropped (keys are str by construction)
             and _all_clean(attributes, self._max_length)
         ):
@@ -251,7 +251,7 @@ class DirectSpanWriter:
             immutable=True,
             max_value_len=limits.max_attribute_length,
         )
-        events = BoundedList(limits.max_events)
+        events: BoundedList = BoundedList(limits.max_events)
         events.append(Event("exception", attributes, at_ns))
         return events
 
