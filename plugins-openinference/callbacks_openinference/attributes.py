@@ -55,26 +55,29 @@ _EMPTY: Mapping[str, Any] = {}
 def span_kind(event_type: EventType) -> str:
     """The ``openinference.span.kind`` of an event type (the host's table,
     :mod:`callbacks.kinds`: CHAIN for anything not listed)."""
-    return OpenInferenceSpanKindValues(_kind_of(event_type).value).value
+    kind = _SPAN_KINDS.get(event_type)
+    if kind is None:
+        kind = _SPAN_KINDS[event_type] = OpenInferenceSpanKindValues(
+            _kind_of(event_type).value
+        ).value
+    return kind
+
+
+_SPAN_KINDS: dict[EventType, str] = {}
+
+
+# json.dumps(value, ensure_ascii=False, default=str), without a new encoder per call.
+_JSON_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(payloads.to_jsonable(value), ensure_ascii=False, default=str)
-
-
-def _text_or_json(value: Any) -> tuple[str, str]:
-    """A value for ``input.value``/``output.value`` and its mime type."""
-    if isinstance(value, str):
-        return value, _TEXT
-    if isinstance(value, bytes):
-        return payloads.text_of(value), _TEXT
-    return _dumps(value), _JSON
+    return _JSON_ENCODE(payloads.to_jsonable(value))
 
 
 class _Payload:
     """The start and end payloads of one event, read together (start first for inputs)."""
 
-    __slots__ = ("end", "end_event", "start")
+    __slots__ = ("_json", "_nodes", "end", "end_event", "start")
 
     def __init__(
         self,
@@ -85,6 +88,9 @@ class _Payload:
         self.start = start if start is not None else _EMPTY
         self.end = end if end is not None else _EMPTY
         self.end_event = end_event
+        # Keyed by id(), holding the value: an id is not reused while its value is alive.
+        self._nodes: dict[tuple[int, int], tuple[Any, Any, list[payloads.NodeView]]] = {}
+        self._json: dict[int, tuple[Any, str]] = {}
 
     def input(self, key: str) -> Any:
         value = self.start.get(key)
@@ -96,19 +102,44 @@ class _Payload:
     def merged(self) -> dict[str, Any]:
         return {**self.start, **self.end}
 
+    def dumps(self, value: Any) -> str:
+        """``_dumps(value)``, once per event (a templating event's variables are both its
+        ``input.value`` and its ``llm.prompt_template.variables``)."""
+        known = self._json.get(id(value))
+        if known is None:
+            known = self._json[id(value)] = (value, _dumps(value))
+        return known[1]
 
-def _put_value(out: Attributes, kind: str, value: Any) -> None:
+    def nodes(self, value: Any, scores: Any = None) -> list[payloads.NodeView]:
+        """``payloads.nodes_of(value, scores)``, read once per event (a retriever's nodes give
+        both ``output.value`` and ``retrieval.documents``)."""
+        key = (id(value), id(scores))
+        known = self._nodes.get(key)
+        if known is None:
+            known = self._nodes[key] = (value, scores, payloads.nodes_of(value, scores))
+        return known[2]
+
+
+def _put_value(out: Attributes, keys: tuple[str, str], value: Any, p: _Payload) -> None:
+    """``keys`` = (``input.value``, ``input.mime_type``) or the output's."""
     if value is None:
         return
-    text, mime = _text_or_json(value)
-    out[f"{kind}.value"] = text
-    out[f"{kind}.mime_type"] = mime
+    if isinstance(value, str):
+        out[keys[0]], out[keys[1]] = value, _TEXT
+    elif isinstance(value, bytes):
+        out[keys[0]], out[keys[1]] = payloads.text_of(value), _TEXT
+    else:
+        out[keys[0]], out[keys[1]] = p.dumps(value), _JSON
 
 
-def _texts(value: Any) -> list[str]:
+_INPUT = (SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE)
+_OUTPUT = (SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE)
+
+
+def _texts(p: _Payload, value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
-    return [node.text for node in payloads.nodes_of(value)]
+    return [node.text for node in p.nodes(value)]
 
 
 def _sub_question(value: Any) -> tuple[str | None, str | None]:
@@ -170,7 +201,7 @@ def _input_value(event_type: EventType, p: _Payload) -> Any:
     for key in (EventPayload.DOCUMENTS, EventPayload.CHUNKS, EventPayload.NODES):
         value = p.start.get(key)
         if value is not None:
-            return _texts(value)
+            return _texts(p, value)
     return None
 
 
@@ -202,12 +233,12 @@ def _output_value(event_type: EventType, p: _Payload) -> Any:
         for key in (EventPayload.NODES, EventPayload.CHUNKS, EventPayload.DOCUMENTS):
             value = p.end.get(key)
             if value is not None:
-                return _texts(value)
+                return _texts(p, value)
     return None
 
 
-def _documents(out: Attributes, prefix: str, nodes: Any, scores: Any = None) -> None:
-    for i, node in enumerate(payloads.nodes_of(nodes, scores)):
+def _documents(out: Attributes, p: _Payload, prefix: str, nodes: Any, scores: Any = None) -> None:
+    for i, node in enumerate(p.nodes(nodes, scores)):
         base = f"{prefix}.{i}."
         if node.id is not None:
             out[base + DocumentAttributes.DOCUMENT_ID] = node.id
@@ -419,6 +450,7 @@ def _reranking(out: Attributes, p: _Payload) -> None:
     if p.start.get(EventPayload.NODES) is not None:
         _documents(
             out,
+            p,
             RerankerAttributes.RERANKER_INPUT_DOCUMENTS,
             p.start[EventPayload.NODES],
             p.start.get(EventPayload.SCORES),
@@ -426,6 +458,7 @@ def _reranking(out: Attributes, p: _Payload) -> None:
     if p.end.get(EventPayload.NODES) is not None:
         _documents(
             out,
+            p,
             RerankerAttributes.RERANKER_OUTPUT_DOCUMENTS,
             p.end[EventPayload.NODES],
             p.end.get(EventPayload.SCORES),
@@ -527,7 +560,10 @@ def template_attributes(
     start: Mapping[str, Any] | None, end: Mapping[str, Any] | None = None
 ) -> Attributes:
     """``llm.prompt_template.*`` from a templating (or LLM) event's payload."""
-    p = _Payload(start, end)
+    return _template_attributes(_Payload(start, end))
+
+
+def _template_attributes(p: _Payload) -> Attributes:
     out: Attributes = {}
     template = p.input(EventPayload.TEMPLATE)
     if template is not None:
@@ -536,7 +572,7 @@ def template_attributes(
         )
     variables = p.input(EventPayload.TEMPLATE_VARS)
     if variables is not None:
-        out[SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES] = _dumps(variables)
+        out[SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES] = p.dumps(variables)
     return out
 
 
@@ -559,8 +595,8 @@ def event_attributes(
     ``end_event`` of an LLM call, token counts are estimated when the provider reported none."""
     p = _Payload(start, end, end_event)
     out: Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: span_kind(event_type)}
-    _put_value(out, "input", _input_value(event_type, p))
-    _put_value(out, "output", _output_value(event_type, p))
+    _put_value(out, _INPUT, _input_value(event_type, p), p)
+    _put_value(out, _OUTPUT, _output_value(event_type, p), p)
     specific = _TYPE_SPECIFIC.get(event_type)
     if specific is not None:
         specific(out, p)
@@ -568,9 +604,9 @@ def event_attributes(
         nodes = p.output(EventPayload.NODES)
         if nodes is not None:
             _documents(
-                out, SpanAttributes.RETRIEVAL_DOCUMENTS, nodes, p.output(EventPayload.SCORES)
+                out, p, SpanAttributes.RETRIEVAL_DOCUMENTS, nodes, p.output(EventPayload.SCORES)
             )
-    out.update(template_attributes(p.start, p.end))
+    out.update(_template_attributes(p))
     return out
 
 

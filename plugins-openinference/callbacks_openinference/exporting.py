@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel_trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from .settings import OpenInferenceSettings
+    from .writers import SpanWriter
 
 __all__ = ["CountingExporter", "SpanSink"]
 
@@ -234,28 +235,61 @@ class SpanSink:
         self._id_generator: _TraceIdGenerator | None = None
         self._flush_thread: threading.Thread | None = None
         self._shut_down = False
+        self._span_processors: Any = None
+        self._span_limits: SpanLimits | None = None
         if settings.use_global_provider:
             self.provider = otel_trace.get_tracer_provider()
         else:
             self.provider = self._own_provider()
-        self.tracer: otel_trace.Tracer = self.provider.get_tracer(_TRACER_NAME, _version())
+        version = _version()
+        self.tracer: otel_trace.Tracer = self.provider.get_tracer(_TRACER_NAME, version)
+        self.writer: SpanWriter = self._writer(version)
+        """How spans are made: built directly as finished spans on the plugin's own provider
+        with the default sampler; through ``self.tracer`` otherwise."""
+
+    def _writer(self, version: str) -> SpanWriter:
+        from opentelemetry.sdk.trace import Tracer
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, DEFAULT_ON
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        from .writers import DirectSpanWriter, SdkSpanWriter
+
+        provider = self.provider
+        if (
+            self._id_generator is None
+            or self._span_limits is None
+            or not isinstance(self.tracer, Tracer)  # OTEL_SDK_DISABLED gives a no-op tracer
+            or provider.sampler not in (DEFAULT_ON, ALWAYS_ON)  # OTEL_TRACES_SAMPLER samples
+        ):
+            return SdkSpanWriter(self.tracer, self.use_trace_id)
+        return DirectSpanWriter(
+            self._span_processors,
+            self.tracer,
+            InstrumentationScope(_TRACER_NAME, version),
+            self._id_generator,
+            self._span_limits,
+        )
 
     def _own_provider(self) -> TracerProvider:
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+        from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor, TracerProvider
 
         settings = self.settings
         resource_attributes: dict[str, str] = {"service.name": settings.service_name}
         if settings.project_name:
             resource_attributes["openinference.project.name"] = settings.project_name
         self._id_generator = _TraceIdGenerator()
+        self._span_limits = SpanLimits(
+            max_span_attributes=settings.max_span_attributes,
+            max_span_attribute_length=settings.max_attribute_length,
+        )
+        # Held here too: the direct writer hands finished spans to the provider's processors.
+        self._span_processors = SynchronousMultiSpanProcessor()
         provider = TracerProvider(
             resource=Resource.create(resource_attributes),
+            active_span_processor=self._span_processors,
             id_generator=self._id_generator,
-            span_limits=SpanLimits(
-                max_span_attributes=settings.max_span_attributes,
-                max_span_attribute_length=settings.max_attribute_length,
-            ),
+            span_limits=self._span_limits,
         )
         processor = self._processor()
         if processor is not None:
@@ -283,10 +317,10 @@ class SpanSink:
 
             inner = ConsoleSpanExporter()
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from .otlp import FastOTLPSpanExporter
 
             endpoint = settings.endpoint
-            inner = OTLPSpanExporter(
+            inner = FastOTLPSpanExporter(
                 endpoint=endpoint,
                 headers={k: v.get_secret_value() for k, v in settings.headers.items()},
                 timeout=settings.export_timeout_millis / 1000,

@@ -172,7 +172,7 @@ class OpenInferencePlugin:
             end_wall_time_ns=getattr(trace, "end_wall_time_ns", None),
             attributes=getattr(trace, "attributes", None) or {},
         )
-        result = emit_trace(sink.tracer, self.masker, info, collected.pairs, sink.use_trace_id)
+        result = emit_trace(sink.writer, self.masker, info, collected.pairs)
         sink.spans_created += result.spans
         self.attribute_errors += result.attribute_errors
 

@@ -8,12 +8,10 @@ each event is a child of its parent event's span (or of the root).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
-from opentelemetry import context as otel_context
-from opentelemetry import trace as otel_trace
 
 from callbacks.collect import EventPair, describe_error
 from callbacks.events import ROOT, Event, EventType
@@ -22,12 +20,13 @@ from .attributes import (
     Attributes,
     event_attributes,
     span_kind,
-    template_attributes,
     trace_attributes,
 )
+from .writers import status_of
 
 if TYPE_CHECKING:
     from .masking import Masker
+    from .writers import SpanWriter
 
 __all__ = ["EmitResult", "EventPair", "TraceInfo", "emit_trace"]
 
@@ -45,30 +44,22 @@ class TraceInfo(NamedTuple):
 
 
 _INPUT_KEYS = (SpanAttributes.INPUT_VALUE, SpanAttributes.INPUT_MIME_TYPE)
+_TEMPLATE_KEYS = (SpanAttributes.LLM_PROMPT_TEMPLATE, SpanAttributes.LLM_PROMPT_TEMPLATE_VARIABLES)
 _OUTPUT_KEYS = (SpanAttributes.OUTPUT_VALUE, SpanAttributes.OUTPUT_MIME_TYPE)
 
 
-def _times(pair: EventPair, fallback_end: int) -> tuple[int, int]:
+def _times(pair: EventPair) -> tuple[int, int]:
+    """(start, end) wall-clock ns; an event whose end never came ends when it started (the
+    caller moves that end to the trace's end)."""
     start, end = pair.start, pair.end
-    if start is not None:
-        start_ns = start.start_wall_time_ns
-    elif end is not None:
-        start_ns = end.start_wall_time_ns
-    else:
-        start_ns = fallback_end
-    end_ns = end.wall_time_ns if end is not None else max(fallback_end, start_ns)
+    start_ns = (start if start is not None else pair.any).start_wall_time_ns
+    end_ns = end.wall_time_ns if end is not None else start_ns
     return start_ns, max(end_ns, start_ns)
 
 
-def _set_status(span: otel_trace.Span, error: BaseException | None, at_ns: int) -> None:
-    if error is None:
-        span.set_status(otel_trace.Status(otel_trace.StatusCode.OK))
-        return
-    span.record_exception(error, timestamp=at_ns, escaped=True)
-    span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, describe_error(error)))
-
-
-def _order(events: Mapping[str, EventPair]) -> dict[str, list[str]]:
+def _order(
+    events: Mapping[str, EventPair], times: Mapping[str, tuple[int, int]]
+) -> dict[str, list[str]]:
     """Children of each event id (``ROOT`` for top-level and orphaned events), by start time."""
     children: dict[str, list[str]] = {ROOT: []}
     for event_id, pair in events.items():
@@ -77,7 +68,7 @@ def _order(events: Mapping[str, EventPair]) -> dict[str, list[str]]:
             parent = ROOT
         children.setdefault(parent, []).append(event_id)
     for ids in children.values():
-        ids.sort(key=lambda i: _times(events[i], 0)[0])
+        ids.sort(key=lambda i: times[i][0])
     return children
 
 
@@ -92,7 +83,8 @@ def _attributes_of(
     end = pair.end.payload if pair.end is not None else None
     raw = event_attributes(record.type, start, end, pair.end)
     if record.type is EventType.TEMPLATING:
-        templates[record.parent_id] = template_attributes(start, end)
+        # event_attributes ends with the event's template_attributes: take them from there.
+        templates[record.parent_id] = {k: raw[k] for k in _TEMPLATE_KEYS if k in raw}
     elif record.type is EventType.LLM and SpanAttributes.LLM_PROMPT_TEMPLATE not in raw:
         # LlamaIndex formats the prompt in a templating event just before the LLM call.
         raw.update(templates.pop(record.parent_id, {}))
@@ -110,44 +102,42 @@ class EmitResult:
 
 
 def emit_trace(
-    tracer: otel_trace.Tracer,
+    writer: SpanWriter,
     masker: Masker,
     info: TraceInfo,
     events: Mapping[str, EventPair],
-    use_trace_id: Callable[[str], None] | None = None,
 ) -> EmitResult:
-    """Create and end the spans of one trace: the root span, then one span per event.
-    ``use_trace_id`` makes the next root span take the trace's own id."""
+    """Create and end the spans of one trace: the root span, then one span per event. The root
+    span takes the trace's own id (when the writer can give it)."""
     common: Attributes = trace_attributes(info.attributes)
-    starts = [_times(p, 0)[0] for p in events.values()]
-    ends = [_times(p, 0)[1] for p in events.values()]
+    times = {event_id: _times(pair) for event_id, pair in events.items()}
+    starts = [start for start, _ in times.values()]
+    ends = [end for _, end in times.values()]
     root_start = info.start_wall_time_ns or min(starts, default=0)
     root_end = info.end_wall_time_ns or max(ends, default=root_start)
     root_start = min([root_start, *starts])
     root_end = max([root_end, root_start, *ends])
-    children = _order(events)
+    children = _order(events, times)
     recorded: dict[str, dict[str, Any]] = {}
 
-    if use_trace_id is not None:
-        use_trace_id(info.id)
+    writer.begin_trace(info.id)
     result = EmitResult()
     top_error: BaseException | None = None
     # A trace whose outermost event is alone is that event's span (as in OpenInference's own
     # instrumentors); otherwise a CHAIN span named after the trace holds the top-level events.
-    root: otel_trace.Span | None = None
-    # Never parent to whatever span is current on this thread.
-    root_context: Any = otel_context.Context()
+    root: Any = None
     if len(children[ROOT]) != 1:
-        root = tracer.start_span(info.name, context=root_context, start_time=root_start)
-        root_context = otel_trace.set_span_in_context(root)
+        root = writer.start(info.name, None, root_start, None)
         result.spans = 1
-    stack: list[tuple[str, Any]] = [(i, root_context) for i in reversed(children[ROOT])]
+    stack: list[tuple[str, Any]] = [(i, root) for i in reversed(children[ROOT])]
     templates: dict[str, Attributes] = {}
     while stack:
-        event_id, parent_context = stack.pop()
+        event_id, parent = stack.pop()
         pair = events[event_id]
         record: Event = pair.any
-        start_ns, end_ns = _times(pair, root_end)
+        start_ns, end_ns = times[event_id]
+        if pair.end is None:
+            end_ns = max(root_end, start_ns)
         try:
             attributes = _attributes_of(record, pair, templates, masker, common)
         except Exception:
@@ -159,28 +149,23 @@ def emit_trace(
             attributes = masker.apply(
                 {**common, SpanAttributes.OPENINFERENCE_SPAN_KIND: span_kind(record.type)}
             )
-        span = tracer.start_span(
-            record.type.value, context=parent_context, start_time=start_ns, attributes=attributes
-        )
+        span = writer.start(record.type.value, parent, start_ns, attributes)
         error = pair.error
-        _set_status(span, error, end_ns)
-        span.end(end_time=end_ns)
+        writer.end(span, end_ns, status_of(None if error is None else describe_error(error)), error)
         result.spans += 1
         recorded[event_id] = attributes
         if record.parent_id not in events and error is not None:
             top_error = error
-        child_context = otel_trace.set_span_in_context(span)
-        stack.extend((i, child_context) for i in reversed(children.get(event_id, ())))
+        stack.extend((i, span) for i in reversed(children.get(event_id, ())))
 
     if root is not None:
-        root.set_attributes(_root_attributes(children[ROOT], recorded, masker, common))
         # The failing event's span carries the exception; the root says the trace failed.
-        root.set_status(
-            otel_trace.Status(otel_trace.StatusCode.OK)
-            if top_error is None
-            else otel_trace.Status(otel_trace.StatusCode.ERROR, describe_error(top_error))
+        writer.end(
+            root,
+            root_end,
+            status_of(None if top_error is None else describe_error(top_error)),
+            attributes=_root_attributes(children[ROOT], recorded, masker, common),
         )
-        root.end(end_time=root_end)
     return result
 
 

@@ -211,6 +211,8 @@ class OTLPReceiver:
 
     def __init__(self, max_body: int | None = None) -> None:
         self.requests: list[tuple[str, dict[str, str], ExportTraceServiceRequest]] = []
+        self.bodies: list[bytes] = []
+        """Each request's body as received."""
         self.rejected = 0
         """Requests refused with 413 because their body exceeded ``max_body`` bytes."""
         self._changed = threading.Condition()
@@ -229,6 +231,8 @@ class OTLPReceiver:
                         receiver.rejected += 1
                     return
                 body = self.rfile.read(length)
+                with receiver._changed:
+                    receiver.bodies.append(body)  # before the reply: the sender may look next
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 reply = ExportTraceServiceResponse().SerializeToString()

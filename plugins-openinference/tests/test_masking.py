@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from oi_helpers import memory_manager, plugin_of, run_pipeline
 
+from callbacks_openinference.settings import TRACE_CONFIG_FIELDS
+
 REDACTED = "__REDACTED__"
 Rule = Callable[[str], "str | None"]  # key -> "drop", "redact" or None (untouched)
 
@@ -140,3 +142,56 @@ def test_setting_overrides_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENINFERENCE_HIDE_INPUTS", "true")
     masked = _spans_attributes(hide_inputs=False)
     assert masked[("query", 0)]["input.value"] == "What is one?"
+
+
+def _image_url_keys() -> list[str]:
+    from openinference.semconv.trace import (
+        ImageAttributes,
+        MessageAttributes,
+        MessageContentAttributes,
+        SpanAttributes,
+    )
+
+    image = f"{MessageContentAttributes.MESSAGE_CONTENT_IMAGE}.{ImageAttributes.IMAGE_URL}"
+    return [
+        f"{messages}.0.{MessageAttributes.MESSAGE_CONTENTS}.1.{image}"
+        for messages in (SpanAttributes.LLM_INPUT_MESSAGES, SpanAttributes.LLM_OUTPUT_MESSAGES)
+    ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"hide_inputs": True},
+        {"hide_outputs": True},
+        {"hide_input_images": True},
+        {"base64_image_max_length": 40},
+        {name: True for name in TRACE_CONFIG_FIELDS if name.startswith("hide_")},
+    ],
+    ids=repr,
+)
+def test_masker_gives_what_trace_config_mask_gives(
+    options: dict[str, Any], baseline: dict[tuple[str, int], dict[str, Any]]
+) -> None:
+    from openinference.instrumentation import TraceConfig
+
+    from callbacks_openinference.masking import Masker
+    from callbacks_openinference.settings import OpenInferenceSettings
+
+    settings = OpenInferenceSettings(**options)
+    masker = Masker(settings)
+    config = TraceConfig(**settings.trace_config_kwargs())
+    keys = sorted({key for attributes in baseline.values() for key in attributes})
+    keys += _image_url_keys()
+    image = "data:image/png;base64," + "iVBORw0KGgo" * 8
+    values: list[Any] = ["plain text", image, image[:30], 7, (0.5, 1.5), None]
+    for value in values * 2:  # the second time through, from what the masker learnt
+        expected = {}
+        for key in keys:
+            masked = config.mask(key, value, externalize=True)
+            if masked is not None and not (
+                config.hide_inputs and key in ("llm.prompt_template.variables", "tool.parameters")
+            ):
+                expected[key] = masked
+        assert masker.apply(dict.fromkeys(keys, value)) == expected, value
