@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from callbacks import payloads
 
-from .commits import grouped_commits, run_stores
+from .commits import grouped_commits, known_tracker, run_stores
 from .records import Record, TextRecord
 from .settings import AimSettings, resolve_repo
 
@@ -55,6 +55,7 @@ class AimRecorder:
         self._repo = resolve_repo(settings.repo)
         self._run: Run | None = None
         self._stores: list[Any] = []
+        self._new_steps_only = False
         self._hash: str | None = None
         self._open_error: BaseException | None = None
         self._open_reported = False
@@ -209,6 +210,7 @@ class AimRecorder:
             return
         self._hash = run.hash
         self._stores = run_stores(run)
+        self._new_steps_only = known_tracker()
         # Write what was held, batch by batch, without holding the lock while Aim writes (the
         # worker keeps holding new records meanwhile); the run goes live once nothing is held.
         while True:
@@ -233,7 +235,9 @@ class AimRecorder:
         from aim.sdk.objects.text import Text
 
         failures: list[tuple[Record, Exception]] = []
-        with grouped_commits(self._stores):
+        # The run is new, and records.Steps gives every value a step never used before in its
+        # sequence: the ranges Aim clears before writing a step are empty.
+        with grouped_commits(self._stores, new_steps_only=self._new_steps_only):
             for step, context, group in _calls(batch):
                 values = {
                     rec.name: Text(rec.text) if isinstance(rec, TextRecord) else rec.value
