@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from callbacks import payloads
 
+from .commits import grouped_commits, known_tracker, run_stores
 from .records import Record, TextRecord
 from .settings import AimSettings, resolve_repo
 
@@ -53,6 +54,8 @@ class AimRecorder:
         self._settings = settings
         self._repo = resolve_repo(settings.repo)
         self._run: Run | None = None
+        self._stores: list[Any] = []
+        self._new_steps_only = False
         self._hash: str | None = None
         self._open_error: BaseException | None = None
         self._open_reported = False
@@ -206,6 +209,8 @@ class AimRecorder:
             self._ready.set()
             return
         self._hash = run.hash
+        self._stores = run_stores(run)
+        self._new_steps_only = known_tracker()
         # Write what was held, batch by batch, without holding the lock while Aim writes (the
         # worker keeps holding new records meanwhile); the run goes live once nothing is held.
         while True:
@@ -230,13 +235,19 @@ class AimRecorder:
         from aim.sdk.objects.text import Text
 
         failures: list[tuple[Record, Exception]] = []
-        for rec in batch:
-            try:
-                value = Text(rec.text) if isinstance(rec, TextRecord) else rec.value
-                run.track(value, name=rec.name, step=rec.step, context=dict(rec.context))
-                self.tracked += 1
-            except Exception as error:  # the rest of the batch is still tracked
-                failures.append((rec, error))
+        # The run is new, and records.Steps gives every value a step never used before in its
+        # sequence: the ranges Aim clears before writing a step are empty.
+        with grouped_commits(self._stores, new_steps_only=self._new_steps_only):
+            for step, context, group in _calls(batch):
+                values = {
+                    rec.name: Text(rec.text) if isinstance(rec, TextRecord) else rec.value
+                    for rec in group
+                }
+                try:
+                    run.track(values, step=step, context=context)
+                    self.tracked += len(group)
+                except Exception as error:  # the rest of the batch is still tracked
+                    failures.extend((rec, error) for rec in group)
         if failures:
             first, cause = failures[0]
             raise AimRecordError(
@@ -263,6 +274,27 @@ class AimRecorder:
             raise
         logger.debug("opened aim run %s in %s", run.hash, self._repo)
         return run
+
+
+def _calls(batch: list[Record]) -> Iterator[tuple[int, dict[str, Any], list[Record]]]:
+    """Consecutive records of one step and context, as one ``run.track({name: value, ...})``
+    each: Aim then builds the context, hashes it and stamps the time once for all of them."""
+    group: list[Record] = []
+    names: set[str] = set()
+    for rec in batch:
+        if group and (
+            rec.step != group[0].step or rec.context != group[0].context or rec.name in names
+        ):
+            yield group[0].step, _plain(group[0].context), group
+            group, names = [], set()
+        group.append(rec)
+        names.add(rec.name)
+    if group:
+        yield group[0].step, _plain(group[0].context), group
+
+
+def _plain(context: Mapping[str, str]) -> dict[str, Any]:
+    return context if type(context) is dict else dict(context)
 
 
 def _import_aim() -> None:

@@ -298,3 +298,35 @@ def test_plugin_is_registered_under_the_callbacks_entry_point_group() -> None:
 
     [ep] = [ep for ep in entry_points(group="callbacks") if ep.name == "aim"]
     assert ep.load() is AimPlugin
+
+
+def test_a_local_run_groups_its_commits_and_every_value_reads_back(tmp_path: Path) -> None:
+    from aim import Repo
+    from aim.sdk.index_manager import RepoIndexManager
+    from aim.sdk.objects.text import Text
+    from aim.sdk.run import Run
+    from aim.storage.context import Context
+
+    from callbacks_aim.commits import grouped_commits, known_tracker, run_stores
+
+    run = Run(repo=str(tmp_path), system_tracking_interval=None, capture_terminal_logs=False)
+    stores = run_stores(run)
+    assert len(stores) == 2, "Aim's store layout changed: tracking is no longer grouped"
+    assert known_tracker(), "a new Aim release: check its tracker, then widen known_tracker"
+    context = {"event_type": "llm"}
+    for step in range(3):
+        with grouped_commits(stores, new_steps_only=True):
+            run.track({"prompt": Text(f"p{step}"), "tokens": step * 10}, step=step, context=context)
+            run.track(step / 2, name="latency_ms", step=step, context=context)
+    run_hash = run.hash
+    run.close()
+
+    repo = Repo.from_path(str(tmp_path))
+    RepoIndexManager.get_index_manager(repo).index(run_hash)
+    read = repo.get_run(run_hash)
+    texts = read.get_text_sequence("prompt", Context(context)).data.items_list()
+    assert (texts[0], [t.data for t in texts[1][0]]) == ([0, 1, 2], ["p0", "p1", "p2"])
+    tokens = read.get_metric("tokens", Context(context)).data.items_list()
+    assert (tokens[0], list(tokens[1][0])) == ([0, 1, 2], [0, 10, 20])
+    latency = read.get_metric("latency_ms", Context(context)).data.items_list()
+    assert list(latency[1][0]) == [0.0, 0.5, 1.0]
