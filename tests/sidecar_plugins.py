@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -123,6 +124,10 @@ class SidecarRecorder:
             "tag": self.settings.tag,
             "flushes": self.flushes,
             "seen": self.seen,
+            # What the sidecar had to import to read the wire: it must be plain data.
+            "foreign_modules": sorted(
+                m for m in sys.modules if m.split(".")[0] in ("llama_index", "numpy", "langchain")
+            ),
         }
         tmp = self._out() + ".tmp"
         Path(tmp).write_text(json.dumps(record))

@@ -378,3 +378,48 @@ def test_a_sidecar_past_the_shutdown_timeout_is_not_killed_and_exit_waits_for_it
     seen = json.loads(out.read_text())
     assert seen["why"] == "shutdown"
     assert [r["n"] for r in seen["seen"] if r["kind"] == "end"] == list(range(20))
+
+
+def test_a_llama_index_chat_reaches_the_sidecar_as_plain_data(tmp_path: Path) -> None:
+    """Payloads cross as plain data: the sidecar reads a real LlamaIndex chat (messages whose
+    roles are LlamaIndex's MessageRole enum, retrieved nodes, a chat reply) without importing
+    LlamaIndex or numpy to unpickle them."""
+    pytest.importorskip("llama_index.core")
+    from llama_index.core import Document, Settings, VectorStoreIndex
+    from llama_index.core.callbacks import CallbackManager as LlamaCallbackManager
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import ChatMessage, MessageRole
+    from scripted_llm import ScriptedLLM
+
+    from callbacks.integrations import llama_index as bridge
+
+    names = ("_llm", "_embed_model", "_callback_manager")
+    saved = {name: getattr(Settings, name) for name in names}
+    Settings.llm = ScriptedLLM()
+    Settings.embed_model = MockEmbedding(embed_dim=8)
+    Settings.callback_manager = LlamaCallbackManager([])
+    cm = _manager(tmp_path)
+    try:
+        bridge.install(cm)
+        index = VectorStoreIndex.from_documents(
+            [Document(text=f"Topic {i} is about {i} things. " * 5) for i in range(3)]
+        )
+        engine = index.as_chat_engine(chat_mode="context")
+        history = [ChatMessage(role=MessageRole.SYSTEM, content="Be brief.")]
+        reply = engine.chat("What is topic 1 about?", chat_history=history)
+        assert cm.flush(timeout=30.0)
+        seen = _read(tmp_path)
+        app = cm.list_plugins()["recorder-2"]
+    finally:
+        bridge.uninstall(cm)
+        cm.shutdown(timeout=30.0)
+        for name, value in saved.items():
+            setattr(Settings, name, value)
+    assert seen["foreign_modules"] == []
+    remote_ends = [r for r in seen["seen"] if r["kind"] == "end"]
+    ends = [e for e in app.events if not e.is_start]
+    assert [r["type"] for r in remote_ends] == [e.type.value for e in ends]
+    llm = [r for r in remote_ends if r["type"] == "llm"]
+    assert llm and ["system", "Be brief."] in llm[-1]["messages"]
+    assert any(r["nodes"] for r in remote_ends if r["type"] == "retrieve")
+    assert llm[-1]["completion"] == str(reply)

@@ -74,8 +74,15 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
         }
     if cls is list:
         return [to_plain(v, _depth + 1) for v in value]
-    if isinstance(value, (bool, int, float, str)):
-        return value
+    # A subclass of str, int or float (a str enum such as LlamaIndex's MessageRole, an IntEnum,
+    # numpy.float64) as its plain value: pickled as itself, it would make the reader (the
+    # sidecar) import the library that defined it.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return bool(value) if isinstance(value, bool) else int.__index__(value)
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, BaseException):
@@ -93,7 +100,16 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
             return _message_dict(messages_of([value])[0])
     except Exception:
         return str(value)
-    return to_plain(to_jsonable(value), _depth + 1)
+    plain = to_plain(to_jsonable(value), _depth + 1)
+    reply = getattr(value, "message", None)
+    if type(plain) is dict and reply is not None and _is_message(reply):
+        # A chat response: its message in the message shape, with its text under "content" (a
+        # model dump keeps LlamaIndex's content blocks, which no payload reader understands).
+        try:
+            plain["message"] = _message_dict(messages_of([reply])[0])
+        except Exception:
+            pass
+    return plain
 
 
 def _is_node(value: Any) -> bool:
@@ -108,21 +124,21 @@ def _is_message(value: Any) -> bool:
 
 def _node_dict(node: Any) -> dict[str, Any]:
     return {
-        "id": node.id,
-        "text": node.text,
-        "score": node.score,
+        "id": to_plain(node.id),
+        "text": to_plain(node.text),
+        "score": to_plain(node.score),
         "metadata": to_plain(dict(node.metadata)),
     }
 
 
 def _message_dict(message: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    out: dict[str, Any] = {"role": to_plain(message.role), "content": to_plain(message.content)}
     if message.tool_calls:
         out["tool_calls"] = to_plain(list(message.tool_calls))
     if message.name is not None:
-        out["name"] = message.name
+        out["name"] = to_plain(message.name)
     if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
+        out["tool_call_id"] = to_plain(message.tool_call_id)
     return out
 
 
