@@ -86,18 +86,31 @@ def _run_app(receiver: ReceiverProcess, config: str, *args: str) -> dict[str, An
 def run(
     configs: Sequence[str],
     *,
-    saturate_s: float = 10.0,
+    saturate_s: float = 20.0,
     below: float = 0.9,
     below_s: float = 10.0,
     above: float = 1.5,
     above_max_s: float = 60.0,
     warmup: int = 50,
+    save: Path | None = None,
 ) -> dict[str, Any]:
-    """Measure each configuration (see the module docstring); returns the report's data."""
+    """Measure each configuration (see the module docstring); returns the report's data, also
+    written to ``save`` (JSON) after each configuration."""
     receiver = ReceiverProcess()
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
     results: dict[str, dict[str, Any]] = {}
+    report = {
+        "started": started,
+        "load_average": load,
+        "machine": describe_machine(),
+        "saturate_s": saturate_s,
+        "below": below,
+        "below_s": below_s,
+        "above": above,
+        "above_max_s": above_max_s,
+        "results": results,
+    }
     common = ("--warmup", str(warmup))
     try:
         for config in configs:
@@ -111,6 +124,8 @@ def run(
                 *common,
             )
             qps = capacity["sustained_qps"]
+            if not qps:
+                raise RuntimeError(f"{config}: too few samples to measure a rate: {capacity}")
             _log(f"{config}: sustains {qps:.0f} queries/s")
             slower = _run_app(
                 receiver, config, "--rate", f"{qps * below:.3f}", "--seconds", str(below_s), *common
@@ -128,19 +143,11 @@ def run(
             )
             _log(f"{config}: at {above}x dropped {faster['dropped']} from {faster['first_drop_s']}")
             results[config] = {"capacity": capacity, "below": slower, "above": faster}
+            if save is not None:
+                save.write_text(json.dumps(report), encoding="utf-8")
     finally:
         receiver.close()
-    return {
-        "started": started,
-        "load_average": load,
-        "machine": describe_machine(),
-        "saturate_s": saturate_s,
-        "below": below,
-        "below_s": below_s,
-        "above": above,
-        "above_max_s": above_max_s,
-        "results": results,
-    }
+    return report
 
 
 def _rate(result: dict[str, Any]) -> str:
@@ -193,19 +200,22 @@ def render(report: dict[str, Any]) -> str:
         f"{report['below_s']:g} s, and at {above:g}x until drops start (at most "
         f"{report['above_max_s']:g} s). Paced by the monotonic clock, one query at a time. "
         '"Queue" is the deepest queue a sample saw; "drain" the final flush after the '
-        'producer stopped (the backlog left); "counted": handled + dropped + lost equals the '
-        "records offered.",
+        'producer stopped (the backlog left); "handled": the growth of `delivered` while the '
+        f"producer ran at {above:g}x, what the sink sustained under a paced overload; "
+        '"counted": handled + dropped + lost equals the records offered.',
         "",
         f"| configuration | at {below:g}x | dropped | lost | queue | drain s "
-        f"| at {above:g}x | first drop after s | dropped / offered records | counted |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| at {above:g}x | handled | first drop after s | dropped / offered records "
+        "| counted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for config, runs in report["results"].items():
         b, a = runs["below"], runs["above"]
         first = f"{a['first_drop_s']:.1f}" if a["first_drop_s"] is not None else "none"
+        handled = f"{a['sustained_qps']:,.0f} q/s" if a["sustained_qps"] else "-"
         lines.append(
             f"| {config} | {_rate(b)} | {b['dropped']} | {b['lost']} | {b['max_queue_depth']:,} "
-            f"| {b['flush_s']:.1f} | {_rate(a)} | {first} "
+            f"| {b['flush_s']:.1f} | {_rate(a)} | {handled} | {first} "
             f"| {a['dropped']:,} / {a['offered_records']:,} | {'yes' if a['accounted'] else 'NO'} |"
         )
     lines += [
@@ -233,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.e2e_capacity", description=__doc__)
     parser.add_argument("--config", action="append", help="one of CONFIGS; default: all")
-    parser.add_argument("--saturate", type=float, default=10.0, metavar="SECONDS")
+    parser.add_argument("--saturate", type=float, default=20.0, metavar="SECONDS")
     parser.add_argument("--below", type=float, default=0.9)
     parser.add_argument("--seconds", type=float, default=10.0, help="of the run below")
     parser.add_argument("--above", type=float, default=1.5)
@@ -241,20 +251,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/E2E.md"))
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    report = run(
-        args.config or list(CONFIGS),
-        saturate_s=args.saturate,
-        below=args.below,
-        below_s=args.seconds,
-        above=args.above,
-        above_max_s=args.max_seconds,
-        warmup=args.warmup,
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="render a saved run instead of running"
     )
+    args = parser.parse_args(argv)
+    if args.from_json is not None:
+        report = json.loads(args.from_json.read_text(encoding="utf-8"))
+    else:
+        report = run(
+            args.config or list(CONFIGS),
+            saturate_s=args.saturate,
+            below=args.below,
+            below_s=args.seconds,
+            above=args.above,
+            above_max_s=args.max_seconds,
+            warmup=args.warmup,
+            save=args.json,
+        )
     section = render(report)
     write_section(args.out, section)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, default=str), encoding="utf-8")
     print(section)
     return 0
 

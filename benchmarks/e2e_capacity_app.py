@@ -152,10 +152,12 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
 
 
 def _sustained(samples: list[dict[str, Any]], stopped_at: float) -> dict[str, Any]:
-    """The delivery rate over the samples taken while the producer ran, after the first:
-    ``saturated`` when the queue was never empty in them (the sink set the pace, not the
-    producer)."""
-    window = [s for s in samples if s["t"] <= stopped_at][1:]
+    """The delivery rate over the samples taken while the producer ran, after the first (when
+    there are three or more): ``saturated`` when the queue was never empty in them (the sink set
+    the pace, not the producer)."""
+    window = [s for s in samples if s["t"] <= stopped_at]
+    if len(window) > 2:
+        window = window[1:]
     if len(window) < 2:
         return {"saturated": False, "delivered_per_s": None, "window_s": 0.0}
     return {
