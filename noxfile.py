@@ -80,9 +80,11 @@ E2E_PEERS = [
 @nox.session(name="bench-e2e")
 def bench_e2e(session: nox.Session) -> None:
     """End-to-end benchmark: a real LlamaIndex app with the sinks on, against untraced and
-    against LlamaIndex's own handlers."""
+    against LlamaIndex's own handlers; then the events/s each sink sustains before it drops.
+    Arguments go to the first (``nox -s bench-e2e -- --rounds 1``)."""
     session.install(".", *PLUGIN_DISTS.values(), *E2E_PEERS)
     session.run("python", "-m", "benchmarks.e2e", "--out", "benchmarks/E2E.md", *session.posargs)
+    session.run("python", "-m", "benchmarks.e2e_capacity", "--out", "benchmarks/E2E.md")
 
 
 def _plugin_session(name: str, path: str) -> None:

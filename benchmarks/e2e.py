@@ -10,7 +10,11 @@ the untraced app measured in the same run:
   work moved out of the process still costs the machine;
 - p50 and p99 query latency;
 - what the sinks received (spans at a loopback OTLP receiver that runs in its own process),
-  and events dropped.
+  and events dropped;
+- how long the final flush waited: the backlog the sinks still had when the app stopped.
+
+What the sinks sustain before they drop is measured apart, by :mod:`benchmarks.e2e_capacity`,
+whose section of the report is kept when this one is rewritten.
 
 ``python -m benchmarks.e2e [--queries 400] [--rounds 3] [--out benchmarks/E2E.md]``
 """
@@ -24,14 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .e2e_app import CONFIGS
+from .e2e_capacity import HEADING
 from .machine import describe_machine
+from .otlp_receiver import ReceiverProcess
 
 __all__ = ["main", "render", "run"]
 
@@ -40,43 +45,7 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class _Receiver:
-    """The OTLP receiver process."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.otlp_receiver"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.port = int(self.process.stdout.readline())
-        self.endpoint = f"http://127.0.0.1:{self.port}/v1/traces"
-
-    def _call(self, method: str, path: str) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            method=method,
-            data=b"" if method == "POST" else None,
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read()
-        return json.loads(body) if body else {}
-
-    def reset(self) -> None:
-        self._call("POST", "/reset")
-
-    def spans(self) -> int:
-        return int(self._call("GET", "/count")["spans"])
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=10)
-
-
-def _run_one(config: str, queries: int, warmup: int, receiver: _Receiver) -> dict[str, Any]:
+def _run_one(config: str, queries: int, warmup: int, receiver: ReceiverProcess) -> dict[str, Any]:
     receiver.reset()
     with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
         completed = subprocess.run(
@@ -108,7 +77,7 @@ def _run_one(config: str, queries: int, warmup: int, receiver: _Receiver) -> dic
 
 def run(queries: int, warmup: int, rounds: int, configs: Sequence[str]) -> dict[str, Any]:
     """Run every configuration ``rounds`` times, interleaved; keep each one's median round."""
-    receiver = _Receiver()
+    receiver = ReceiverProcess()
     by_config: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
     try:
         for round_number in range(rounds):
@@ -167,7 +136,7 @@ def render(report: dict[str, Any]) -> str:
         "each configuration in a fresh process. Ratios are to the untraced app of the same run.",
         "",
         "| configuration | app CPU s | ÷ untraced | child-process CPU s | p50 ms | ÷ | p99 ms | ÷ "
-        "| spans received | dropped + lost | delivered per sink | events/s to flush |",
+        "| spans received | dropped + lost | delivered per sink | final flush ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for config, result in results.items():
@@ -181,13 +150,13 @@ def render(report: dict[str, Any]) -> str:
         dropped += sum((sinks.get("lost") or {}).values())
         measured = sinks.get("measured") or {}
         delivered = ", ".join(f"{n} {d}" for n, d in measured.items()) or "-"
-        # Events (and traces) the slowest sink handled per second, from the first measured
-        # query until the final flush returned: what the sinks sustain behind the app.
-        rate = f"{min(measured.values()) / result['wall_s']:,.0f}" if measured else "-"
+        # The backlog the sinks still had when the last query returned. (What they sustain
+        # before dropping is the capacity section's job.)
+        flush = f"{result['flush_s'] * 1e3:,.0f}" if "flush_s" in result and measured else "-"
         lines.append(
             f"| {config} | {s['cpu']:.2f} | {ratio('cpu')} | {s['children']:.2f} "
             f"| {s['p50'] * 1e3:.2f} | {ratio('p50')} | {s['p99'] * 1e3:.2f} | {ratio('p99')} "
-            f"| {result['spans_received']} | {dropped} | {delivered} | {rate} |"
+            f"| {result['spans_received']} | {dropped} | {delivered} | {flush} |"
         )
     lines += [
         "",
@@ -196,10 +165,19 @@ def render(report: dict[str, Any]) -> str:
         "`llama-index-callbacks-wandb`'s `WandbCallbackHandler`, `llama-index-callbacks-aim`'s "
         "`AimCallback` and `openinference-instrumentation-llama-index` with a batch span "
         "processor. W&B runs offline, Aim writes a local repository, OTLP goes to a loopback "
-        "receiver in another process (not charged to the app).",
+        "receiver in another process (not charged to the app). Final flush: how long the "
+        "flush after the last query waited, i.e. the backlog the sinks had left; what they "
+        f"sustain before dropping is in the next section (`{HEADING[3:]}`).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _capacity_section(path: Path) -> str:
+    """The capacity section already in the report, kept when the rest is rewritten."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start = text.find(HEADING)
+    return "\n" + text[start:] if start >= 0 else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs.insert(0, "untraced")
     report = run(args.queries, args.warmup, args.rounds, configs)
     text = render(report)
-    args.out.write_text(text, encoding="utf-8")
+    args.out.write_text(text + _capacity_section(args.out), encoding="utf-8")
     if args.json is not None:
         args.json.write_text(json.dumps(report, default=str), encoding="utf-8")
     print(text)

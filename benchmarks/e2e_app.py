@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONFIGS", "main"]
+__all__ = ["CONFIGS", "QUESTIONS", "build_engine", "callbacks_config", "children_cpu", "main"]
 
 CONFIGS = (
     "untraced",
@@ -48,6 +48,10 @@ _TOPICS = (
     "coral reefs",
     "printing presses",
 )
+
+
+QUESTIONS = tuple(f"What is fact {i % 12} about {_TOPICS[i % len(_TOPICS)]}?" for i in range(1000))
+"""The questions the app answers, in order (cycled)."""
 
 
 def _documents() -> list[Any]:
@@ -144,6 +148,24 @@ def _configure(
     return _configure_llama_index(names, out_dir, endpoint)
 
 
+def callbacks_config(
+    names: Sequence[str], out_dir: Path, endpoint: str, delivery: str | None = None
+) -> dict[str, Any]:
+    """The host configuration of the ``callbacks:`` rows: the sinks ``names``, W&B offline and
+    Aim writing under ``out_dir``, OpenInference exporting to ``endpoint``; each sink with the
+    delivery it asks for unless ``delivery`` forces one."""
+    config: dict[str, Any] = {
+        "plugins": list(names),
+        "wandb": {"project": "bench", "mode": "offline", "dir": str(out_dir)},
+        "aim": {"repo": str(out_dir / "aim")},
+        "openinference": {"endpoint": endpoint, "schedule_delay_millis": 200},
+    }
+    config = {k: v for k, v in config.items() if k == "plugins" or k in names}
+    if delivery is not None:
+        config["delivery"] = dict.fromkeys(names, delivery)
+    return config
+
+
 def _configure_callbacks(
     names: list[str], out_dir: Path, endpoint: str, delivery: str | None = None
 ) -> tuple[Callable[[], dict[str, Any]], Any]:
@@ -152,16 +174,9 @@ def _configure_callbacks(
     import callbacks.integrations.llama_index as callbacks_llama_index
     from callbacks import CallbackManager
 
-    config: dict[str, Any] = {
-        "plugins": names,
-        "wandb": {"project": "bench", "mode": "offline", "dir": str(out_dir)},
-        "aim": {"repo": str(out_dir / "aim")},
-        "openinference": {"endpoint": endpoint, "schedule_delay_millis": 200},
-    }
-    config = {k: v for k, v in config.items() if k == "plugins" or k in names}
-    if delivery is not None:
-        config["delivery"] = dict.fromkeys(names, delivery)
-    manager = CallbackManager(load_entrypoints=True, config=config)
+    manager = CallbackManager(
+        load_entrypoints=True, config=callbacks_config(names, out_dir, endpoint, delivery)
+    )
     callbacks_llama_index.install(manager)
 
     def finish() -> dict[str, Any]:
@@ -228,7 +243,19 @@ def _configure_llama_index(
     return finish, Settings.callback_manager
 
 
-def _children_cpu() -> float:
+def build_engine(callback_manager: Any) -> Any:
+    """The app's query engine: deterministic models (set on LlamaIndex's ``Settings``), a
+    vector index over the generated documents, top-3 retrieval; events go to
+    ``callback_manager`` (a LlamaIndex ``CallbackManager``)."""
+    from llama_index.core import Settings, VectorStoreIndex
+
+    Settings.llm, Settings.embed_model = _models()
+    index = VectorStoreIndex.from_documents(_documents(), callback_manager=callback_manager)
+    return index.as_query_engine(similarity_top_k=3)
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every process this one started, recursively."""
     import psutil
 
     total = 0.0
@@ -244,14 +271,9 @@ def _children_cpu() -> float:
 def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) -> dict[str, Any]:
     """Build the app, install ``config``, warm up, then measure ``queries`` queries and the
     final flush."""
-    from llama_index.core import Settings, VectorStoreIndex
-
-    llm, embed = _models()
-    Settings.llm, Settings.embed_model = llm, embed
     finish, llama_cm = _configure(config, out_dir, endpoint)
-    index = VectorStoreIndex.from_documents(_documents(), callback_manager=llama_cm)
-    engine = index.as_query_engine(similarity_top_k=3)
-    questions = [f"What is fact {i % 12} about {_TOPICS[i % len(_TOPICS)]}?" for i in range(1000)]
+    engine = build_engine(llama_cm)
+    questions = QUESTIONS
     for i in range(warmup):
         engine.query(questions[i % len(questions)])
     before = finish()
@@ -259,7 +281,7 @@ def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) ->
     latencies: list[float] = []
     cpu_start, children_start, wall_start = (
         time.process_time(),
-        _children_cpu(),
+        children_cpu(),
         time.perf_counter(),
     )
     for i in range(queries):
@@ -267,9 +289,11 @@ def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) ->
         engine.query(questions[(warmup + i) % len(questions)])
         latencies.append(time.perf_counter() - started)
     queries_cpu = time.process_time() - cpu_start
+    flush_start = time.perf_counter()
     sinks = finish()
+    flush_wall = time.perf_counter() - flush_start
     cpu = time.process_time() - cpu_start
-    children = _children_cpu() - children_start
+    children = children_cpu() - children_start
     wall = time.perf_counter() - wall_start
     close = sinks.pop("close", None)
     if close is not None:
@@ -284,6 +308,7 @@ def run(config: str, queries: int, warmup: int, out_dir: Path, endpoint: str) ->
         "queries_cpu_s": queries_cpu,
         "children_cpu_s": children,
         "wall_s": wall,
+        "flush_s": flush_wall,
         "latencies_s": latencies,
         "sinks": sinks,
     }

@@ -9,11 +9,14 @@ prints its port on the first line of stdout and serves until stdin closes.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["ReceiverProcess", "main"]
 
 
 def main() -> int:
@@ -65,6 +68,46 @@ def main() -> int:
     sys.stdin.read()
     server.shutdown()
     return 0
+
+
+class ReceiverProcess:
+    """The receiver, started as a child process: its ``endpoint``, its span count, reset and
+    close."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.otlp_receiver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+        self.endpoint = f"http://127.0.0.1:{self.port}/v1/traces"
+
+    def _call(self, method: str, path: str) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
+            data=b"" if method == "POST" else None,
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else {}
+
+    def reset(self) -> None:
+        """Zero the counts."""
+        self._call("POST", "/reset")
+
+    def spans(self) -> int:
+        """Spans received since the start or the last reset."""
+        return int(self._call("GET", "/count")["spans"])
+
+    def close(self) -> None:
+        """Stop the receiver."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
 
 
 if __name__ == "__main__":
