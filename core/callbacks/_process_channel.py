@@ -52,15 +52,9 @@ _LIFECYCLE_TIMEOUT_S = 3600.0
 """What the sidecar gives a plugin's flush or shutdown hook; the app waits as long as its own
 caller's timeout says."""
 _BATCH = 1024
-_BATCH_WALL_NS = 300_000
-"""How long the sender converts before it sends what it has. Under the GIL the caller's thread
-waits while the sender converts; a send is a system call that releases the GIL, so this bounds
-the wait a query can see (the interpreter's own switch interval is 5 ms)."""
 _LINGER_S = 0.05
 _MAX_RESTARTS = 5
 _MAX_STARTS_KEPT = 100_000
-
-_monotonic_ns = time.monotonic_ns
 
 _links: weakref.WeakSet[SidecarLink] = weakref.WeakSet()
 _finishing: list[subprocess.Popen[bytes]] = []
@@ -397,8 +391,7 @@ class SidecarLink:
             requests: list[_Request] = []
             events = 0
             stop = False
-            deadline = _monotonic_ns() + _BATCH_WALL_NS
-            while queue and len(batch) < _BATCH and _monotonic_ns() < deadline:
+            while queue and len(batch) < _BATCH:
                 item = queue.popleft()
                 if item is None:
                     stop = True
