@@ -1,8 +1,8 @@
 """The end-to-end benchmark: what tracing costs a real LlamaIndex app, as its users feel it.
 
 Each configuration of :mod:`benchmarks.e2e_app` runs in a fresh process (same app, same queries),
-``--rounds`` times in interleaved order; the report gives the median round of each as ratios to
-the untraced app measured in the same run:
+``--rounds`` times in interleaved order; the report gives the median of each figure over the
+rounds, and ratios to the untraced app of the same round (their median):
 
 - app CPU: the application process's CPU (all its threads: under the GIL a sink's worker thread
   is the app's CPU) over the measured queries and the final flush;
@@ -94,8 +94,8 @@ def run(queries: int, warmup: int, rounds: int, configs: Sequence[str]) -> dict[
         receiver.close()
     medians = {}
     for config, results in by_config.items():
-        results.sort(key=lambda r: r["cpu_s"])
-        medians[config] = results[len(results) // 2]
+        ordered = sorted(results, key=lambda r: r["cpu_s"])
+        medians[config] = ordered[len(ordered) // 2]
     return {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": describe_machine(),
@@ -103,6 +103,7 @@ def run(queries: int, warmup: int, rounds: int, configs: Sequence[str]) -> dict[
         "warmup": warmup,
         "rounds": rounds,
         "results": medians,
+        "rounds_results": by_config,
     }
 
 
@@ -122,32 +123,55 @@ def summarize(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def paired(report: dict[str, Any], config: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(figures, ratios) of one configuration over the rounds: each figure the median of its
+    rounds, each ratio the median of the round-by-round ratios to the untraced run of the same
+    round (rounds are interleaved, so a ratio compares runs made a few seconds apart: on a
+    shared machine whose speed drifts, that is steadier than a ratio of medians)."""
+    rounds = report.get("rounds_results") or {config: [report["results"][config]]}
+    own = [summarize(r) for r in rounds[config]]
+    base = [summarize(r) for r in rounds.get("untraced", [])]
+    figures = {key: statistics.median(s[key] for s in own) for key in own[0]}
+    ratios = {
+        key: statistics.median(s[key] / b[key] for s, b in zip(own, base, strict=False))
+        for key in own[0]
+        if base and all(b[key] for b in base)
+    }
+    return figures, ratios
+
+
+def _dropped(result: dict[str, Any]) -> int:
+    sinks = result.get("sinks", {})
+    return sum((sinks.get("dropped") or {}).values()) + sum((sinks.get("lost") or {}).values())
+
+
 def render(report: dict[str, Any]) -> str:
     """The Markdown report."""
     results = report["results"]
-    base = summarize(results["untraced"]) if "untraced" in results else None
     machine = report["machine"]
     lines = [
         "# End-to-end benchmark: a LlamaIndex RAG app with sinks on",
         "",
         f"{report['started']}; {machine.get('CPU', '')}, {machine.get('cores', '')} cores, "
         f"{machine.get('Python', '')}. {report['queries']} queries after "
-        f"{report['warmup']} warm-up queries, median of {report['rounds']} rounds (by app CPU), "
-        "each configuration in a fresh process. Ratios are to the untraced app of the same run.",
+        f"{report['warmup']} warm-up queries, {report['rounds']} rounds, each configuration in a "
+        "fresh process, configurations interleaved. Each figure is the median of its rounds; each "
+        "ratio is the median of the ratios to the untraced app of the same round.",
         "",
         "| configuration | app CPU s | ÷ untraced | child-process CPU s | p50 ms | ÷ | p99 ms | ÷ "
-        "| spans received | dropped + lost | delivered per sink | final flush ms |",
+        "| spans received | dropped + lost (worst round) | delivered per sink | final flush ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for config, result in results.items():
-        s = summarize(result)
+        s, ratios = paired(report, config)
 
-        def ratio(key: str, s: dict[str, float] = s) -> str:
-            return f"{s[key] / base[key]:.2f}" if base and base[key] else "-"
+        def ratio(key: str, ratios: dict[str, float] = ratios) -> str:
+            return f"{ratios[key]:.2f}" if key in ratios else "-"
 
         sinks = result.get("sinks", {})
-        dropped = sum((sinks.get("dropped") or {}).values())
-        dropped += sum((sinks.get("lost") or {}).values())
+        dropped = max(
+            _dropped(r) for r in (report.get("rounds_results") or {}).get(config, [result])
+        )
         measured = sinks.get("measured") or {}
         delivered = ", ".join(f"{n} {d}" for n, d in measured.items()) or "-"
         # The backlog the sinks still had when the last query returned. (What they sustain
