@@ -150,7 +150,7 @@ class SidecarLink:
         self._incarnation = 0
         self._sent = 0
         self._acked = 0
-        self._inputs: dict[str, Any] = {}
+        self._started: dict[str, None] = {}
         self._gave_up = False
         self._forked = False
         self._sender = threading.Thread(
@@ -206,7 +206,7 @@ class SidecarLink:
         self._incarnation += 1
         self._sent = self._acked = 0
         self._counts = {}
-        self._inputs = {}
+        self._started = {}
         threading.Thread(
             target=self._read_loop,
             args=(conn, self._incarnation),
@@ -446,13 +446,19 @@ class SidecarLink:
     def _record(self, item: Any) -> dict[str, Any]:
         if type(item) is Event:
             if item[2] is EventPhase.START:
-                record = event_start_record(item)
-                inputs = self._inputs
-                if len(inputs) >= _MAX_STARTS_KEPT:
-                    inputs.pop(next(iter(inputs)))
-                inputs[item[0]] = record["inputs"]
+                started = self._started
+                if len(started) >= _MAX_STARTS_KEPT:
+                    started.pop(next(iter(started)))
+                started[item[0]] = None
+                return event_start_record(item)
+            if item[0] in self._started:
+                # This sidecar got the start, inputs and all: the end does not carry them again
+                # (a third of the bytes of a LlamaIndex query, pickled here, unpickled there).
+                del self._started[item[0]]
+                record = event_record(item, {}, derived=False)
+                record["inputs"] = None
                 return record
-            return event_record(item, self._inputs.pop(item[0], None), derived=False)
+            return event_record(item, None, derived=False)
         starting, trace = item
         record = trace_record(trace, status="running" if starting else None)
         record["implicit"] = trace.implicit
