@@ -16,6 +16,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _default_delivery():
+    """The benchmark measures each sink with the delivery it asks for: a CALLBACKS_DELIVERY
+    left in the environment (the plugin tests' session fixture sets one) must not reach the
+    benchmark's processes."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CALLBACKS_DELIVERY", raising=False)
+        yield
+
+
 def test_end_to_end_benchmark_reports_every_figure_and_the_sinks_get_every_event(tmp_path):
     report = tmp_path / "e2e.md"
     data = tmp_path / "e2e.json"
