@@ -14,6 +14,7 @@ import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 __all__ = ["ReceiverProcess", "main"]
@@ -77,6 +78,7 @@ class ReceiverProcess:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.otlp_receiver"],
+            cwd=Path(__file__).resolve().parents[1],  # where the benchmarks package is
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -108,7 +108,9 @@ def _result(process: subprocess.Popen[str]) -> dict:
 def capacity_runs(tmp_path_factory):
     """Two capacity runs side by side (each in its own process, with its own sidecar): a low
     fixed rate with the default queue, and a rate far above what a 32-record queue absorbs."""
-    from benchmarks.otlp_receiver import ReceiverProcess
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(REPO))  # pytest run as a command has no repository on sys.path
+        from benchmarks.otlp_receiver import ReceiverProcess
 
     receiver = ReceiverProcess()
     try:
