@@ -29,6 +29,8 @@ class SidecarSettings(BaseModel):
     tag: str = "default"
     shutdown_s: float = 0.0
     """How long the shutdown hook works before writing (a slow sink finishing its run)."""
+    event_s: float = 0.0
+    """How long :class:`EndsOnly` works on each event (a slow sink)."""
 
 
 class SidecarRecorder:
@@ -158,9 +160,14 @@ class EndsOnly:
         assert self.settings is not None
         if event.full_payload.get("block"):
             _announce_blocked(self.settings.out)
+        if self.settings.event_s:
+            time.sleep(self.settings.event_s)  # the work itself, not a synchronisation
         self.count += 1
 
     @hookimpl
     def callbacks_flush(self, timeout: float) -> None:
         assert self.settings is not None
         Path(self.settings.out).write_text(json.dumps({"pid": os.getpid(), "count": self.count}))
+
+    def callbacks_stats(self) -> dict[str, Any]:
+        return {"count": self.count}

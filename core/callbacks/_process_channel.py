@@ -151,6 +151,7 @@ class SidecarLink:
         self._sent = 0
         self._acked = 0
         self._started: dict[str, None] = {}
+        self._send_lock = threading.RLock()
         self._gave_up = False
         self._forked = False
         self._sender = threading.Thread(
@@ -355,10 +356,26 @@ class SidecarLink:
             self.close(timeout)
 
     def stats(self) -> dict[str, Any] | None:
-        """The sidecar manager's ``stats()``, or ``None`` if it did not answer."""
-        if self._conn is None:
+        """The sidecar manager's ``stats()``, or ``None`` if it did not answer within 2 s.
+
+        Asked directly on the socket, ahead of what is still queued here: queued behind a
+        backlog (a sidecar behind a burst), ``stats()`` waited for all of it, 2 s per plugin.
+        The answer counts what the sidecar handled so far; ``queue_depth`` says what waits."""
+        conn = self._conn
+        if conn is None or self.closed:
             return None
-        answer = self._request("stats", _STATS_TIMEOUT_S)
+        request = _Request("stats", next(self._tokens))
+        self._waiting[request.token] = request
+        sent = self._send_lock.acquire(timeout=_STATS_TIMEOUT_S)
+        if sent:
+            try:
+                sent = conn is self._conn and self._send(conn, [("stats", request.token)])
+            finally:
+                self._send_lock.release()
+        if not sent or not request.done.wait(_STATS_TIMEOUT_S):
+            self._waiting.pop(request.token, None)
+            return None
+        answer = request.result
         return answer if isinstance(answer, dict) else None
 
     def counts(self, name: str) -> tuple[int, int]:
@@ -438,7 +455,9 @@ class SidecarLink:
 
     def _send(self, conn: Connection, batch: list[Any]) -> bool:
         try:
-            conn.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+            data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            with self._send_lock:  # the sender's batches and stats() requests
+                conn.send_bytes(data)
             return True
         except Exception:  # the sidecar is gone, or the socket was closed under us
             return False
