@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import pluggy
 
 from ._channel import PluginChannel
+from ._process_channel import SIDECAR_EXIT_WAIT_S
 from ._signals import flush_on_sigterm
 
 __all__ = [
@@ -136,9 +137,20 @@ def shutdown_channels(
         if not (finished[channel.name] and stopped):
             channel.unfinished = True
             ok = False
-            logger.warning(
-                "callbacks plugin %r did not finish within %.1fs (stuck)", channel.name, timeout
-            )
+            if channel.mode == "process":
+                # Not stuck: the sidecar is alive and finishing what it was sent (a cold Aim
+                # start takes seconds), and the interpreter's exit waits for it.
+                logger.warning(
+                    "callbacks plugin %r is still finishing in the sidecar after %.1fs; the "
+                    "program's exit waits for it (at most %.0fs)",
+                    channel.name,
+                    timeout,
+                    SIDECAR_EXIT_WAIT_S,
+                )
+            else:
+                logger.warning(
+                    "callbacks plugin %r did not finish within %.1fs (stuck)", channel.name, timeout
+                )
     return ok
 
 

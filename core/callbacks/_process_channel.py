@@ -58,7 +58,7 @@ _MAX_STARTS_KEPT = 100_000
 
 _links: weakref.WeakSet[SidecarLink] = weakref.WeakSet()
 _finishing: list[subprocess.Popen[bytes]] = []
-_EXIT_WAIT_S = 60.0
+SIDECAR_EXIT_WAIT_S = 60.0
 
 
 def in_sidecar() -> bool:
@@ -666,7 +666,7 @@ def _wait_for_finishing_sidecars() -> None:
     """At exit, wait (at most 60 s in all) for sidecars still finishing their plugins' work, so a
     short program's data lands before it returns; one still running after that is left to
     finish on its own."""
-    deadline = time.monotonic() + _EXIT_WAIT_S
+    deadline = time.monotonic() + SIDECAR_EXIT_WAIT_S
     for proc in _finishing:
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))
