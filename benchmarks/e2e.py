@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -36,7 +34,7 @@ from typing import Any
 from .e2e_app import CONFIGS
 from .e2e_capacity import HEADING
 from .machine import describe_machine
-from .otlp_receiver import ReceiverProcess
+from .otlp_receiver import ReceiverProcess, run_app
 
 __all__ = ["main", "render", "run"]
 
@@ -46,33 +44,15 @@ def _log(message: str) -> None:
 
 
 def _run_one(config: str, queries: int, warmup: int, receiver: ReceiverProcess) -> dict[str, Any]:
-    receiver.reset()
-    with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.e2e_app",
-                "--config",
-                config,
-                "--queries",
-                str(queries),
-                "--warmup",
-                str(warmup),
-                "--out-dir",
-                tmp,
-                "--endpoint",
-                receiver.endpoint,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    if completed.returncode != 0:
-        raise RuntimeError(f"{config} failed:\n{completed.stderr[-3000:]}")
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    result["spans_received"] = receiver.spans()
-    return result
+    return run_app(
+        receiver,
+        "benchmarks.e2e_app",
+        config,
+        "--queries",
+        str(queries),
+        "--warmup",
+        str(warmup),
+    )
 
 
 def run(queries: int, warmup: int, rounds: int, configs: Sequence[str]) -> dict[str, Any]:

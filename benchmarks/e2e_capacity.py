@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .machine import describe_machine
-from .otlp_receiver import ReceiverProcess
+from .otlp_receiver import ReceiverProcess, run_app
 
 __all__ = ["CONFIGS", "HEADING", "main", "render", "run", "write_section"]
 
@@ -57,30 +55,7 @@ def _log(message: str) -> None:
 
 
 def _run_app(receiver: ReceiverProcess, config: str, *args: str) -> dict[str, Any]:
-    receiver.reset()
-    with tempfile.TemporaryDirectory(prefix="e2e-capacity-") as tmp:
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.e2e_capacity_app",
-                "--config",
-                config,
-                "--out-dir",
-                tmp,
-                "--endpoint",
-                receiver.endpoint,
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    if completed.returncode != 0:
-        raise RuntimeError(f"{config} {' '.join(args)} failed:\n{completed.stderr[-3000:]}")
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    result["spans_received"] = receiver.spans()
-    return result
+    return run_app(receiver, "benchmarks.e2e_capacity_app", config, *args)
 
 
 def run(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReceiverProcess", "main"]
+__all__ = ["ReceiverProcess", "main", "run_app"]
 
 
 def main() -> int:
@@ -110,6 +111,36 @@ class ReceiverProcess:
         assert self.process.stdin is not None
         self.process.stdin.close()
         self.process.wait(timeout=10)
+
+
+def run_app(receiver: ReceiverProcess, module: str, config: str, *args: str) -> dict[str, Any]:
+    """Run one benchmark app (``python -m module --config config --out-dir <tmp> --endpoint
+    <receiver> *args``) in a fresh process; return the JSON line it printed last, with
+    ``spans_received``: what the receiver got from it."""
+    receiver.reset()
+    with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                module,
+                "--config",
+                config,
+                "--out-dir",
+                tmp,
+                "--endpoint",
+                receiver.endpoint,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{config} {' '.join(args)} failed:\n{completed.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["spans_received"] = receiver.spans()
+    return result
 
 
 if __name__ == "__main__":
