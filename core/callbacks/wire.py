@@ -68,12 +68,9 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
     if _depth > _MAX_DEPTH:
         return str(value)
     if cls is dict:
-        return {
-            (k if type(k) is str else str(getattr(k, "value", k))): to_plain(v, _depth + 1)
-            for k, v in value.items()
-        }
+        return _plain_mapping(value, _depth)
     if cls is list:
-        return [to_plain(v, _depth + 1) for v in value]
+        return _plain_items(value, _depth)
     # A subclass of str, int or float (a str enum such as LlamaIndex's MessageRole, an IntEnum,
     # numpy.float64) as its plain value: pickled as itself, it would make the reader (the
     # sidecar) import the library that defined it.
@@ -88,9 +85,9 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, BaseException):
         return exception_record(value)
     if isinstance(value, Mapping):
-        return {str(getattr(k, "value", k)): to_plain(v, _depth + 1) for k, v in value.items()}
+        return _plain_mapping(value, _depth)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_plain(v, _depth + 1) for v in value]
+        return _plain_items(value, _depth)
     if isinstance(value, SimpleNamespace):  # e.g. a usage object: its fields, not its repr
         return to_plain(vars(value), _depth + 1)
     try:
@@ -110,6 +107,17 @@ def to_plain(value: Any, _depth: int = 0) -> Any:
         except Exception:
             pass
     return plain
+
+
+def _plain_mapping(value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+    return {
+        (k if type(k) is str else str(getattr(k, "value", k))): to_plain(v, depth + 1)
+        for k, v in value.items()
+    }
+
+
+def _plain_items(value: Iterable[Any], depth: int) -> list[Any]:
+    return [to_plain(v, depth + 1) for v in value]
 
 
 def _is_node(value: Any) -> bool:
